@@ -1,0 +1,133 @@
+//! Errors name the full key path and the file.
+
+use crate::{load, load_err};
+
+#[test]
+fn misspelled_top_level_key() {
+    let msg = load_err(&["databse:\n  uri: postgresql://x\n"]);
+    assert!(msg.starts_with("databse: unknown field `databse`"), "{msg}");
+    assert!(msg.contains("a.yaml"), "{msg}");
+}
+
+#[test]
+fn misspelled_nested_key() {
+    let msg = load_err(&["database:\n  urii: postgresql://x\n"]);
+    assert!(
+        msg.starts_with("database.urii: unknown field `urii`"),
+        "{msg}"
+    );
+}
+
+const PROVIDER: &str = "
+upstream_oauth2:
+  providers:
+    - id: 01JAYS74TCG3BTWKADN5Q4518C
+      issuer: https://example.com/
+      client_id: c
+      claims_imports:
+        localpart:
+";
+
+#[test]
+fn misspelled_claims_import_key() {
+    let msg = load_err(&[&format!("{PROVIDER}          actoin: require\n")]);
+    assert!(
+        msg.starts_with(
+            "upstream_oauth2.providers[0].claims_imports.localpart.actoin: unknown field `actoin`"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn bad_enum_value_names_path() {
+    let msg = load_err(&[&format!("{PROVIDER}          action: requir\n")]);
+    assert!(
+        msg.starts_with(
+            "upstream_oauth2.providers[0].claims_imports.localpart.action: unknown variant `requir`"
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("`require`"), "{msg}");
+}
+
+#[test]
+fn typo_of_a_claims_import_key_is_not_a_custom_claim() {
+    let yaml = PROVIDER.replace(
+        "        localpart:\n",
+        "        localpat:\n          action: require\n          template: x\n",
+    );
+    let msg = load_err(&[&yaml]);
+    assert!(msg.contains("claims_imports.localpat"), "{msg}");
+    assert!(msg.contains("did you mean `localpart`"), "{msg}");
+}
+
+#[test]
+fn bad_on_conflict_and_client_auth_method() {
+    let msg = load_err(&[&format!("{PROVIDER}          on_conflict: merge\n")]);
+    assert!(
+        msg.contains("claims_imports.localpart.on_conflict"),
+        "{msg}"
+    );
+    let msg = load_err(&[
+        "clients:\n  - client_id: 01JAYS74TCG3BTWKADN5Q4518C\n    client_auth_method: secret\n",
+    ]);
+    assert!(
+        msg.starts_with("clients[0].client_auth_method: unknown variant"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn semantic_rules_name_paths() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "clients:\n  - client_id: not-a-ulid\n    client_auth_method: none\n",
+            "clients[0].client_id",
+        ),
+        (
+            "clients:\n  - client_id: 01JAYS74TCG3BTWKADN5Q4518C\n    client_auth_method: client_secret_basic\n",
+            "clients[0].client_secret",
+        ),
+        ("secrets:\n  encryption: abcd\n", "secrets.encryption"),
+        ("http:\n  public_base: /relative\n", "http.public_base"),
+        (
+            "upstream_oauth2:\n  providers:\n    - id: nope\n      issuer: https://x/\n      client_id: c\n",
+            "upstream_oauth2.providers[0].id",
+        ),
+        (
+            "upstream_oauth2:\n  providers:\n    - id: 01JAYS74TCG3BTWKADN5Q4518C\n      client_id: c\n",
+            "upstream_oauth2.providers[0].issuer",
+        ),
+        (
+            "http:\n  trusted_proxies: [banana]\n",
+            "http.trusted_proxies[0]",
+        ),
+        ("listeners: []\nhttp:\n  listeners: []\n", "listeners"),
+        (
+            "http:\n  listeners:\n    - resources: [{name: oauth3}]\n      binds: [{port: 1}]\n",
+            "http.listeners[0].resources[0].name",
+        ),
+    ];
+    for (yaml, path) in cases {
+        let err = load(&[yaml]).expect_err(yaml);
+        assert_eq!(err.path(), Some(*path), "{err}");
+        assert!(err.to_string().starts_with(&format!("{path}: ")), "{err}");
+    }
+}
+
+#[test]
+fn seed_style_values_pass() {
+    let ok = load(&[
+        "clients:\n  - client_id: 0000000000000000000SYNAPSE\n    client_auth_method: client_secret_post\n    client_secret: s\nmatrix:\n  kind: synapse_modern\n",
+    ])
+    .unwrap();
+    assert_eq!(ok.warnings.len(), 1);
+    assert_eq!(ok.warnings[0].path, "matrix.kind");
+}
+
+#[test]
+fn yaml_syntax_error_names_file() {
+    let msg = load_err(&["http: [unclosed\n"]);
+    assert!(msg.starts_with("a.yaml: invalid YAML"), "{msg}");
+}

@@ -1,0 +1,5 @@
+//! Storage tests: the conformance suite on both engines, and the migration
+//! lockstep check.
+
+mod conformance;
+mod migrations;

@@ -1,0 +1,50 @@
+use async_trait::async_trait;
+use vestibule_domain::{
+    Ulid,
+    browser_session::{Authentication, BrowserSession},
+    upstream::UpstreamLink,
+    user::{Password, User},
+};
+
+use crate::{Clock, Rng, StorageError};
+
+#[async_trait]
+pub trait BrowserSessionRepository: Send {
+    async fn add(
+        &mut self,
+        rng: Rng<'_>,
+        clock: &dyn Clock,
+        user: &User,
+        user_agent: Option<&str>,
+    ) -> Result<BrowserSession, StorageError>;
+    async fn lookup(&mut self, id: Ulid) -> Result<Option<BrowserSession>, StorageError>;
+    async fn finish(
+        &mut self,
+        clock: &dyn Clock,
+        session: BrowserSession,
+    ) -> Result<BrowserSession, StorageError>;
+    /// Ends every active browser session of a user; returns how many.
+    async fn finish_all_for_user(
+        &mut self,
+        clock: &dyn Clock,
+        user: &User,
+    ) -> Result<u64, StorageError>;
+    async fn authenticate_with_password(
+        &mut self,
+        rng: Rng<'_>,
+        clock: &dyn Clock,
+        session: &BrowserSession,
+        password: &Password,
+    ) -> Result<Authentication, StorageError>;
+    async fn authenticate_with_upstream(
+        &mut self,
+        rng: Rng<'_>,
+        clock: &dyn Clock,
+        session: &BrowserSession,
+        link: &UpstreamLink,
+    ) -> Result<Authentication, StorageError>;
+    async fn last_authentication(
+        &mut self,
+        session: &BrowserSession,
+    ) -> Result<Option<Authentication>, StorageError>;
+}

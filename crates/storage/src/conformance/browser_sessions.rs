@@ -1,0 +1,4 @@
+use crate::RepositoryFactory;
+pub async fn browser_sessions(_f: &dyn RepositoryFactory) {
+    todo!()
+}

@@ -1,0 +1,4 @@
+use crate::RepositoryFactory;
+pub async fn device_code_lifecycle(_f: &dyn RepositoryFactory) {
+    todo!()
+}

@@ -1,0 +1,88 @@
+use async_trait::async_trait;
+use vestibule_domain::{
+    Ulid,
+    upstream::{UpstreamAuthorizationSession, UpstreamLink, UpstreamProvider},
+    user::User,
+};
+
+use crate::{Clock, Rng, StorageError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamProviderParams {
+    pub issuer: Option<String>,
+    pub human_name: Option<String>,
+    pub brand_name: Option<String>,
+}
+
+#[async_trait]
+pub trait UpstreamProviderRepository: Send {
+    /// Creates or updates a provider from the config (re-enabling it).
+    async fn upsert(
+        &mut self,
+        clock: &dyn Clock,
+        id: Ulid,
+        params: UpstreamProviderParams,
+    ) -> Result<UpstreamProvider, StorageError>;
+    async fn lookup(&mut self, id: Ulid) -> Result<Option<UpstreamProvider>, StorageError>;
+    /// Marks providers no longer in the config as disabled; returns how many.
+    async fn disable_all_except(
+        &mut self,
+        clock: &dyn Clock,
+        keep: &[Ulid],
+    ) -> Result<u64, StorageError>;
+    async fn all_enabled(&mut self) -> Result<Vec<UpstreamProvider>, StorageError>;
+}
+
+#[async_trait]
+pub trait UpstreamLinkRepository: Send {
+    async fn add(
+        &mut self,
+        rng: Rng<'_>,
+        clock: &dyn Clock,
+        provider: &UpstreamProvider,
+        subject: &str,
+        human_account_name: Option<&str>,
+    ) -> Result<UpstreamLink, StorageError>;
+    async fn lookup(&mut self, id: Ulid) -> Result<Option<UpstreamLink>, StorageError>;
+    async fn find_by_subject(
+        &mut self,
+        provider: &UpstreamProvider,
+        subject: &str,
+    ) -> Result<Option<UpstreamLink>, StorageError>;
+    async fn associate_to_user(
+        &mut self,
+        link: UpstreamLink,
+        user: &User,
+    ) -> Result<UpstreamLink, StorageError>;
+    async fn all_for_user(&mut self, user: &User) -> Result<Vec<UpstreamLink>, StorageError>;
+}
+
+#[async_trait]
+pub trait UpstreamSessionRepository: Send {
+    async fn add(
+        &mut self,
+        rng: Rng<'_>,
+        clock: &dyn Clock,
+        provider: &UpstreamProvider,
+        state: &str,
+        code_verifier: Option<&str>,
+        nonce: Option<&str>,
+    ) -> Result<UpstreamAuthorizationSession, StorageError>;
+    async fn lookup(
+        &mut self,
+        id: Ulid,
+    ) -> Result<Option<UpstreamAuthorizationSession>, StorageError>;
+    async fn complete(
+        &mut self,
+        clock: &dyn Clock,
+        session: UpstreamAuthorizationSession,
+        link: &UpstreamLink,
+        claims: serde_json::Value,
+    ) -> Result<UpstreamAuthorizationSession, StorageError>;
+    /// Compare-and-set: a completed session is consumed once.
+    async fn consume(
+        &mut self,
+        clock: &dyn Clock,
+        session: UpstreamAuthorizationSession,
+    ) -> Result<UpstreamAuthorizationSession, StorageError>;
+}
