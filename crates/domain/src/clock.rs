@@ -40,6 +40,11 @@ impl MockClock {
         }
     }
 
+    /// The current mock time (same as [`Clock::now`], without the import).
+    pub fn now(&self) -> DateTime<Utc> {
+        Clock::now(self)
+    }
+
     pub fn advance(&self, by: Duration) {
         self.millis
             .fetch_add(by.num_milliseconds(), Ordering::SeqCst);

@@ -1,1 +1,5 @@
-//! placeholder
+//! Wire types only: what goes over HTTP, with the RFC sections they come from.
+//! No IO, no business rules.
+
+pub mod discovery;
+pub mod errors;

@@ -1,0 +1,97 @@
+//! Typed routes: one type per endpoint. The same constant registers the route
+//! and builds its URL, so no path string appears twice.
+
+use url::Url;
+
+/// An endpoint of ours.
+pub trait Route {
+    /// The path relative to the listener's prefix (and to `public_base`).
+    const PATH: &'static str;
+}
+
+macro_rules! routes {
+    ($($(#[$doc:meta])* $name:ident => $path:literal),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+            impl Route for $name {
+                const PATH: &'static str = $path;
+            }
+        )*
+    };
+}
+
+routes! {
+    /// Liveness and readiness (checks the database).
+    Health => "/health",
+    /// OpenID Connect Discovery 1.0 §4 / RFC 8414 §3.
+    OidcConfiguration => "/.well-known/openid-configuration",
+    /// RFC 7517 JWK Set of our signing keys (MAS path).
+    Jwks => "/oauth2/keys.json",
+}
+
+/// Builds absolute URLs from `http.public_base`, so every link works behind a
+/// reverse proxy and under a path prefix.
+#[derive(Debug, Clone)]
+pub struct UrlBuilder {
+    base: Url,
+    issuer: Url,
+}
+
+impl UrlBuilder {
+    pub fn new(public_base: &Url, issuer: Url) -> Self {
+        let mut base = public_base.clone();
+        // `Url::join` drops the last path segment unless it ends with '/'.
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        Self { base, issuer }
+    }
+
+    pub fn issuer(&self) -> &Url {
+        &self.issuer
+    }
+
+    pub fn public_base(&self) -> &Url {
+        &self.base
+    }
+
+    /// The absolute URL of a route.
+    pub fn absolute<R: Route>(&self) -> Url {
+        self.join(R::PATH)
+    }
+
+    /// The absolute URL of a path below `public_base`.
+    pub fn join(&self, path: &str) -> Url {
+        self.base
+            .join(path.trim_start_matches('/'))
+            .unwrap_or_else(|_| self.base.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_keep_the_public_base_path() {
+        let b = UrlBuilder::new(
+            &"https://example.org/auth".parse().unwrap(),
+            "https://example.org/auth/".parse().unwrap(),
+        );
+        assert_eq!(
+            b.absolute::<Jwks>().as_str(),
+            "https://example.org/auth/oauth2/keys.json"
+        );
+        let b = UrlBuilder::new(
+            &"http://127.0.0.1:8080/".parse().unwrap(),
+            "http://127.0.0.1:8080/".parse().unwrap(),
+        );
+        assert_eq!(
+            b.absolute::<OidcConfiguration>().as_str(),
+            "http://127.0.0.1:8080/.well-known/openid-configuration"
+        );
+    }
+}
