@@ -1,0 +1,55 @@
+use std::sync::Arc;
+
+use axum::{Router, body::Body, http::Request, response::Response};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use vestibule_domain::MockClock;
+use vestibule_keys::{Encrypter, Keystore};
+use vestibule_server::{AppState, Resources, Settings, routes::UrlBuilder};
+use vestibule_storage_sql::testing::TestDatabase;
+
+pub struct TestApp {
+    pub state: AppState,
+    pub db: TestDatabase,
+}
+
+impl TestApp {
+    /// A state on a fresh SQLite database with one P-256 key.
+    pub async fn new(public_base: &str) -> Self {
+        let db = TestDatabase::sqlite().await.expect("sqlite");
+        let key = vestibule_keys::generate_ec_p256(&mut rand::rngs::OsRng);
+        let keystore = Keystore::new(vec![(Some("test-key".to_owned()), key)]).expect("keystore");
+        let base: url::Url = public_base.parse().expect("url");
+        let state = AppState::new(
+            Arc::new(db.storage.clone()),
+            Arc::new(MockClock::default()),
+            keystore,
+            Encrypter::new(&[7; 32]),
+            UrlBuilder::new(&base, base.clone()),
+            Settings {
+                homeserver: "example.org".to_owned(),
+            },
+        );
+        Self { state, db }
+    }
+
+    pub fn router(&self, resources: &Resources, prefix: Option<&str>) -> Router {
+        vestibule_server::with_prefix(
+            vestibule_server::router(self.state.clone(), resources),
+            prefix,
+        )
+    }
+}
+
+pub async fn send(app: &Router, req: Request<Body>) -> Response {
+    app.clone().oneshot(req).await.expect("infallible")
+}
+
+pub async fn get(app: &Router, uri: &str) -> Response {
+    send(app, Request::get(uri).body(Body::empty()).expect("request")).await
+}
+
+pub async fn body_json(res: Response) -> serde_json::Value {
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    serde_json::from_slice(&bytes).expect("json body")
+}

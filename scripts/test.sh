@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit tests, the storage
+# conformance suite on SQLite and PostgreSQL, HTTP tests through the
+# production router, and end-to-end tests of the `vestibule` binary.
+#
+# PostgreSQL is required (127.0.0.1:5432, trust auth, user postgres by
+# default; override with VESTIBULE_TEST_POSTGRES_URL). A missing PostgreSQL
+# fails the run: it is never silently skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# A persistent target directory outside the clone keeps rebuilds incremental.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vestibule-target}"
+export VESTIBULE_TEST_POSTGRES_URL="${VESTIBULE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export VESTIBULE_REQUIRE_POSTGRES=1
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "PostgreSQL at ${VESTIBULE_TEST_POSTGRES_URL%%\?*}"
+if ! pg_isready -q -d "$VESTIBULE_TEST_POSTGRES_URL" 2>/dev/null; then
+  # The machines start PostgreSQL before a session; if it stopped, try to
+  # start it the way the machine does, then insist.
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start 2>/dev/null || true
+    for _ in $(seq 1 20); do pg_isready -q -d "$VESTIBULE_TEST_POSTGRES_URL" && break; sleep 0.5; done
+  fi
+fi
+if ! pg_isready -q -d "$VESTIBULE_TEST_POSTGRES_URL" 2>/dev/null; then
+  echo "error: PostgreSQL is not reachable at $VESTIBULE_TEST_POSTGRES_URL; the storage suite must run on it" >&2
+  exit 1
+fi
+# Databases left behind by interrupted earlier runs.
+psql -X -q -t -A -d "$VESTIBULE_TEST_POSTGRES_URL" \
+  -c "SELECT datname FROM pg_database WHERE datname LIKE 'vestibule\_test\_%'" 2>/dev/null |
+  while read -r db; do
+    [ -n "$db" ] && psql -X -q -d "$VESTIBULE_TEST_POSTGRES_URL" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" || true
+  done
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit, conformance on SQLite + PostgreSQL, HTTP, end-to-end)"
+cargo test --workspace --locked --no-fail-fast
+
+step "config schema drift"
+cargo run -q -p xtask --locked -- schema --check
+
+echo
+echo "All tests passed."
