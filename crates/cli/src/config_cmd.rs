@@ -36,7 +36,7 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Loaded> {
     Ok(loaded)
 }
 
-pub async fn run(cmd: ConfigCommand, paths: &[PathBuf]) -> anyhow::Result<()> {
+pub fn run(cmd: ConfigCommand, paths: &[PathBuf]) -> anyhow::Result<()> {
     match cmd {
         ConfigCommand::Generate { output } => {
             let yaml = crate::generate::generate(&crate::generate::Options::default())?;

@@ -91,7 +91,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Some(Command::Server(args)) => server_cmd::run(&cli.config, &cli.data_dir, args).await,
-        Some(Command::Config(cmd)) => config_cmd::run(cmd, &cli.config).await,
+        Some(Command::Config(cmd)) => config_cmd::run(cmd, &cli.config),
         Some(Command::Database(cmd)) => {
             let loaded = config_cmd::load(&cli.config)?;
             let storage = vestibule_server::bootstrap::connect(&loaded.config).await?;

@@ -61,7 +61,7 @@ mod tests {
         let mut rng2 = rand_chacha::ChaCha8Rng::seed_from_u64(42);
         assert_eq!(
             new_id_at(
-                DateTime::from_timestamp_millis(a.timestamp_ms() as i64).unwrap(),
+                DateTime::from_timestamp_millis(a.timestamp_ms().cast_signed()).unwrap(),
                 &mut rng2
             ),
             a

@@ -53,7 +53,10 @@ pub fn db_err(e: sqlx::Error) -> StorageError {
             if db.is_unique_violation() {
                 return StorageError::UniqueViolation(Box::new(sqlx::Error::Database(db)));
             }
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let code = db
+                .code()
+                .map(std::borrow::Cow::into_owned)
+                .unwrap_or_default();
             // PostgreSQL: 08 connection exception, 53 insufficient resources,
             // 57P0x operator intervention (e.g. restart), 40001/40P01
             // serialization failure/deadlock. SQLite: 5 BUSY, 6 LOCKED,
@@ -133,10 +136,6 @@ pub(crate) fn expect_cas(rows: u64, what: &'static str) -> Result<(), StorageErr
     } else {
         Err(StorageError::ConcurrentUpdate(what))
     }
-}
-
-pub(crate) fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn to_u64(n: i64) -> u64 {

@@ -1,4 +1,5 @@
 //! HTTP tests through the production router (`router(state, resources)`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod discovery;
 mod harness;

@@ -49,10 +49,18 @@ struct AuthRow {
 impl TryFrom<AuthRow> for Authentication {
     type Error = StorageError;
     fn try_from(r: AuthRow) -> Result<Self, StorageError> {
-        let method = match (opt_ulid(r.user_password_id.as_deref())?, opt_ulid(r.upstream_link_id.as_deref())?) {
+        let method = match (
+            opt_ulid(r.user_password_id.as_deref())?,
+            opt_ulid(r.upstream_link_id.as_deref())?,
+        ) {
             (Some(user_password_id), None) => AuthenticationMethod::Password { user_password_id },
             (None, Some(link_id)) => AuthenticationMethod::UpstreamOAuth { link_id },
-            _ => return Err(StorageError::InvalidData(format!("authentication {} has no single method", r.id))),
+            _ => {
+                return Err(StorageError::InvalidData(format!(
+                    "authentication {} has no single method",
+                    r.id
+                )));
+            }
         };
         Ok(Authentication {
             id: ulid(&r.id)?,
@@ -69,7 +77,9 @@ impl SqlBrowserSessionRepository<'_> {
         auth: Authentication,
     ) -> Result<Authentication, StorageError> {
         let (password, link) = match &auth.method {
-            AuthenticationMethod::Password { user_password_id } => (Some(user_password_id.to_string()), None),
+            AuthenticationMethod::Password { user_password_id } => {
+                (Some(user_password_id.to_string()), None)
+            }
             AuthenticationMethod::UpstreamOAuth { link_id } => (None, Some(link_id.to_string())),
         };
         execute!(
@@ -130,20 +140,30 @@ impl BrowserSessionRepository for SqlBrowserSessionRepository<'_> {
         row.map(BrowserSession::try_from).transpose()
     }
 
-    async fn finish(&mut self, clock: &dyn Clock, mut session: BrowserSession) -> Result<BrowserSession, StorageError> {
+    async fn finish(
+        &mut self,
+        clock: &dyn Clock,
+        mut session: BrowserSession,
+    ) -> Result<BrowserSession, StorageError> {
         let now = clock.now();
         execute!(
             self.conn,
-            sqlx::query("UPDATE browser_sessions SET finished_at = $1 WHERE id = $2 AND finished_at IS NULL")
-                .bind(ms(now))
-                .bind(session.id.to_string())
+            sqlx::query(
+                "UPDATE browser_sessions SET finished_at = $1 WHERE id = $2 AND finished_at IS NULL"
+            )
+            .bind(ms(now))
+            .bind(session.id.to_string())
         )
         .db()?;
         session.finished_at.get_or_insert(now);
         Ok(session)
     }
 
-    async fn finish_all_for_user(&mut self, clock: &dyn Clock, user: &User) -> Result<u64, StorageError> {
+    async fn finish_all_for_user(
+        &mut self,
+        clock: &dyn Clock,
+        user: &User,
+    ) -> Result<u64, StorageError> {
         execute!(
             self.conn,
             sqlx::query("UPDATE browser_sessions SET finished_at = $1 WHERE user_id = $2 AND finished_at IS NULL")
@@ -164,7 +184,9 @@ impl BrowserSessionRepository for SqlBrowserSessionRepository<'_> {
             id: new_id(clock, rng),
             browser_session_id: session.id,
             created_at: clock.now(),
-            method: AuthenticationMethod::Password { user_password_id: password.id },
+            method: AuthenticationMethod::Password {
+                user_password_id: password.id,
+            },
         })
         .await
     }
@@ -185,7 +207,10 @@ impl BrowserSessionRepository for SqlBrowserSessionRepository<'_> {
         .await
     }
 
-    async fn last_authentication(&mut self, session: &BrowserSession) -> Result<Option<Authentication>, StorageError> {
+    async fn last_authentication(
+        &mut self,
+        session: &BrowserSession,
+    ) -> Result<Option<Authentication>, StorageError> {
         let row: Option<AuthRow> = run!(self.conn, |c| sqlx::query_as(
             "SELECT id, browser_session_id, created_at, user_password_id, upstream_link_id \
              FROM browser_session_authentications WHERE browser_session_id = $1 ORDER BY id DESC LIMIT 1"

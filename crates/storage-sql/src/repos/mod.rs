@@ -10,9 +10,20 @@ mod user;
 
 use async_trait::async_trait;
 use vestibule_storage::{
-    Repository, RepositoryAccess, StorageError, browser_session::BrowserSessionRepository,
-    compat::*, device_code::DeviceCodeGrantRepository, job::JobRepository, oauth2::*, upstream::*,
-    user::*,
+    Repository, RepositoryAccess, StorageError,
+    browser_session::BrowserSessionRepository,
+    compat::{
+        CompatAccessTokenRepository, CompatRefreshTokenRepository, CompatSessionRepository,
+        CompatSsoLoginRepository,
+    },
+    device_code::DeviceCodeGrantRepository,
+    job::JobRepository,
+    oauth2::{
+        AccessTokenRepository, AuthorizationGrantRepository, ClientRepository,
+        RefreshTokenRepository, SessionRepository,
+    },
+    upstream::{UpstreamLinkRepository, UpstreamProviderRepository, UpstreamSessionRepository},
+    user::{UserEmailRepository, UserPasswordRepository, UserRepository},
 };
 
 use crate::conn::{Conn, DbResult};

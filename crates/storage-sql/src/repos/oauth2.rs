@@ -5,8 +5,8 @@ use vestibule_domain::{
     browser_session::BrowserSession,
     new_id,
     oauth2::{
-        ApplicationType, AuthorizationGrant, AuthorizationGrantStage, Client, ClientAuthMethod, Pkce,
-        ResponseMode, Session,
+        ApplicationType, AuthorizationGrant, AuthorizationGrantStage, Client, ClientAuthMethod,
+        Pkce, ResponseMode, Session,
     },
     tokens::{AccessToken, RefreshToken},
     user::User,
@@ -73,7 +73,10 @@ impl TryFrom<ClientRow> for Client {
             logo_uri: opt_url(r.logo_uri.as_deref())?,
             policy_uri: opt_url(r.policy_uri.as_deref())?,
             tos_uri: opt_url(r.tos_uri.as_deref())?,
-            redirect_uris: redirect_uris.iter().map(|u| parse_url(u)).collect::<Result<_, _>>()?,
+            redirect_uris: redirect_uris
+                .iter()
+                .map(|u| parse_url(u))
+                .collect::<Result<_, _>>()?,
             grant_types: json(&r.grant_types, "grant_types")?,
             application_type: r
                 .application_type
@@ -83,9 +86,13 @@ impl TryFrom<ClientRow> for Client {
                         .ok_or_else(|| StorageError::InvalidData(format!("application_type {a}")))
                 })
                 .transpose()?,
-            token_endpoint_auth_method: ClientAuthMethod::parse(&r.token_endpoint_auth_method).ok_or_else(
-                || StorageError::InvalidData(format!("auth method {}", r.token_endpoint_auth_method)),
-            )?,
+            token_endpoint_auth_method: ClientAuthMethod::parse(&r.token_endpoint_auth_method)
+                .ok_or_else(|| {
+                    StorageError::InvalidData(format!(
+                        "auth method {}",
+                        r.token_endpoint_auth_method
+                    ))
+                })?,
             encrypted_client_secret: r.encrypted_client_secret,
             jwks: r.jwks.as_deref().map(|j| json(j, "jwks")).transpose()?,
             jwks_uri: opt_url(r.jwks_uri.as_deref())?,
@@ -122,7 +129,12 @@ fn client_from(id: Ulid, is_static: bool, p: ClientParams) -> Client {
 }
 
 impl SqlClientRepository<'_> {
-    async fn write(&mut self, c: &Client, created_at: i64, upsert: bool) -> Result<(), StorageError> {
+    async fn write(
+        &mut self,
+        c: &Client,
+        created_at: i64,
+        upsert: bool,
+    ) -> Result<(), StorageError> {
         let redirect_uris: Vec<&str> = c.redirect_uris.iter().map(url::Url::as_str).collect();
         let redirect_uris = serde_json::to_string(&redirect_uris).unwrap_or_default();
         let grant_types = serde_json::to_string(&c.grant_types).unwrap_or_default();
@@ -171,21 +183,34 @@ impl SqlClientRepository<'_> {
 
     async fn find_by(&mut self, column: &str, value: &str) -> Result<Option<Client>, StorageError> {
         let sql = format!("SELECT {CLIENT_COLUMNS} FROM oauth2_clients WHERE {column} = $1");
-        let row: Option<ClientRow> =
-            run!(self.conn, |c| sqlx::query_as(&sql).bind(value).fetch_optional(c).await).db()?;
+        let row: Option<ClientRow> = run!(self.conn, |c| sqlx::query_as(&sql)
+            .bind(value)
+            .fetch_optional(c)
+            .await)
+        .db()?;
         row.map(Client::try_from).transpose()
     }
 }
 
 #[async_trait]
 impl ClientRepository for SqlClientRepository<'_> {
-    async fn add(&mut self, rng: Rng<'_>, clock: &dyn Clock, params: ClientParams) -> Result<Client, StorageError> {
+    async fn add(
+        &mut self,
+        rng: Rng<'_>,
+        clock: &dyn Clock,
+        params: ClientParams,
+    ) -> Result<Client, StorageError> {
         let client = client_from(new_id(clock, rng), false, params);
         self.write(&client, ms(clock.now()), false).await?;
         Ok(client)
     }
 
-    async fn upsert_static(&mut self, clock: &dyn Clock, id: Ulid, params: ClientParams) -> Result<Client, StorageError> {
+    async fn upsert_static(
+        &mut self,
+        clock: &dyn Clock,
+        id: Ulid,
+        params: ClientParams,
+    ) -> Result<Client, StorageError> {
         let client = client_from(id, true, params);
         self.write(&client, ms(clock.now()), true).await?;
         Ok(client)
@@ -199,7 +224,10 @@ impl ClientRepository for SqlClientRepository<'_> {
         self.find_by("client_id", client_id).await
     }
 
-    async fn find_by_metadata_digest(&mut self, digest: &str) -> Result<Option<Client>, StorageError> {
+    async fn find_by_metadata_digest(
+        &mut self,
+        digest: &str,
+    ) -> Result<Option<Client>, StorageError> {
         self.find_by("metadata_digest", digest).await
     }
 }
@@ -242,11 +270,21 @@ impl TryFrom<GrantRow> for AuthorizationGrant {
                 fulfilled_at: from_ms(f)?,
                 exchanged_at: from_ms(e)?,
             },
-            (None, None, Some(c), _) => AuthorizationGrantStage::Cancelled { cancelled_at: from_ms(c)? },
-            _ => return Err(StorageError::InvalidData(format!("authorization grant {} has an impossible stage", r.id))),
+            (None, None, Some(c), _) => AuthorizationGrantStage::Cancelled {
+                cancelled_at: from_ms(c)?,
+            },
+            _ => {
+                return Err(StorageError::InvalidData(format!(
+                    "authorization grant {} has an impossible stage",
+                    r.id
+                )));
+            }
         };
         let pkce = match (r.code_challenge, r.code_challenge_method) {
-            (Some(challenge), Some(challenge_method)) => Some(Pkce { challenge_method, challenge }),
+            (Some(challenge), Some(challenge_method)) => Some(Pkce {
+                challenge_method,
+                challenge,
+            }),
             _ => None,
         };
         Ok(AuthorizationGrant {
@@ -256,8 +294,9 @@ impl TryFrom<GrantRow> for AuthorizationGrant {
             scope: r.scope,
             state: r.state,
             nonce: r.nonce,
-            response_mode: ResponseMode::parse(&r.response_mode)
-                .ok_or_else(|| StorageError::InvalidData(format!("response_mode {}", r.response_mode)))?,
+            response_mode: ResponseMode::parse(&r.response_mode).ok_or_else(|| {
+                StorageError::InvalidData(format!("response_mode {}", r.response_mode))
+            })?,
             pkce,
             max_age: r.max_age.and_then(|m| u32::try_from(m).ok()),
             login_hint: r.login_hint,
@@ -272,10 +311,18 @@ const GRANT_COLUMNS: &str = "id, client_id, redirect_uri, scope, state, nonce, r
     code_challenge_method, max_age, login_hint, prompt, created_at, fulfilled_at, exchanged_at, cancelled_at, session_id";
 
 impl SqlAuthorizationGrantRepository<'_> {
-    async fn find_by(&mut self, column: &str, value: &str) -> Result<Option<AuthorizationGrant>, StorageError> {
-        let sql = format!("SELECT {GRANT_COLUMNS} FROM oauth2_authorization_grants WHERE {column} = $1");
-        let row: Option<GrantRow> =
-            run!(self.conn, |c| sqlx::query_as(&sql).bind(value).fetch_optional(c).await).db()?;
+    async fn find_by(
+        &mut self,
+        column: &str,
+        value: &str,
+    ) -> Result<Option<AuthorizationGrant>, StorageError> {
+        let sql =
+            format!("SELECT {GRANT_COLUMNS} FROM oauth2_authorization_grants WHERE {column} = $1");
+        let row: Option<GrantRow> = run!(self.conn, |c| sqlx::query_as(&sql)
+            .bind(value)
+            .fetch_optional(c)
+            .await)
+        .db()?;
         row.map(AuthorizationGrant::try_from).transpose()
     }
 }
@@ -334,7 +381,10 @@ impl AuthorizationGrantRepository for SqlAuthorizationGrantRepository<'_> {
         self.find_by("id", &id.to_string()).await
     }
 
-    async fn find_by_code_hash(&mut self, code_hash: &str) -> Result<Option<AuthorizationGrant>, StorageError> {
+    async fn find_by_code_hash(
+        &mut self,
+        code_hash: &str,
+    ) -> Result<Option<AuthorizationGrant>, StorageError> {
         self.find_by("code_hash", code_hash).await
     }
 
@@ -361,7 +411,11 @@ impl AuthorizationGrantRepository for SqlAuthorizationGrantRepository<'_> {
         Ok(grant)
     }
 
-    async fn exchange(&mut self, clock: &dyn Clock, mut grant: AuthorizationGrant) -> Result<AuthorizationGrant, StorageError> {
+    async fn exchange(
+        &mut self,
+        clock: &dyn Clock,
+        mut grant: AuthorizationGrant,
+    ) -> Result<AuthorizationGrant, StorageError> {
         let now = clock.now();
         grant.exchange(now)?;
         // RFC 6749 §4.1.2: the code is single use. The compare-and-set makes
@@ -380,7 +434,11 @@ impl AuthorizationGrantRepository for SqlAuthorizationGrantRepository<'_> {
         Ok(grant)
     }
 
-    async fn cancel(&mut self, clock: &dyn Clock, mut grant: AuthorizationGrant) -> Result<AuthorizationGrant, StorageError> {
+    async fn cancel(
+        &mut self,
+        clock: &dyn Clock,
+        mut grant: AuthorizationGrant,
+    ) -> Result<AuthorizationGrant, StorageError> {
         let now = clock.now();
         grant.cancel(now)?;
         let rows = execute!(
@@ -430,8 +488,7 @@ impl TryFrom<SessionRow> for Session {
     }
 }
 
-const SESSION_COLUMNS: &str =
-    "id, client_id, user_id, browser_session_id, scope, created_at, finished_at, user_agent, last_active_at";
+const SESSION_COLUMNS: &str = "id, client_id, user_id, browser_session_id, scope, created_at, finished_at, user_agent, last_active_at";
 
 #[async_trait]
 impl SessionRepository for SqlSessionRepository<'_> {
@@ -474,26 +531,39 @@ impl SessionRepository for SqlSessionRepository<'_> {
 
     async fn lookup(&mut self, id: Ulid) -> Result<Option<Session>, StorageError> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM oauth2_sessions WHERE id = $1");
-        let row: Option<SessionRow> =
-            run!(self.conn, |c| sqlx::query_as(&sql).bind(id.to_string()).fetch_optional(c).await).db()?;
+        let row: Option<SessionRow> = run!(self.conn, |c| sqlx::query_as(&sql)
+            .bind(id.to_string())
+            .fetch_optional(c)
+            .await)
+        .db()?;
         row.map(Session::try_from).transpose()
     }
 
-    async fn finish(&mut self, clock: &dyn Clock, mut session: Session) -> Result<Session, StorageError> {
+    async fn finish(
+        &mut self,
+        clock: &dyn Clock,
+        mut session: Session,
+    ) -> Result<Session, StorageError> {
         let now = clock.now();
         session.finish(now)?;
         let rows = execute!(
             self.conn,
-            sqlx::query("UPDATE oauth2_sessions SET finished_at = $1 WHERE id = $2 AND finished_at IS NULL")
-                .bind(ms(now))
-                .bind(session.id.to_string())
+            sqlx::query(
+                "UPDATE oauth2_sessions SET finished_at = $1 WHERE id = $2 AND finished_at IS NULL"
+            )
+            .bind(ms(now))
+            .bind(session.id.to_string())
         )
         .db()?;
         expect_cas(rows, "oauth2 session")?;
         Ok(session)
     }
 
-    async fn finish_all_for_user(&mut self, clock: &dyn Clock, user: &User) -> Result<u64, StorageError> {
+    async fn finish_all_for_user(
+        &mut self,
+        clock: &dyn Clock,
+        user: &User,
+    ) -> Result<u64, StorageError> {
         execute!(
             self.conn,
             sqlx::query("UPDATE oauth2_sessions SET finished_at = $1 WHERE user_id = $2 AND finished_at IS NULL")
@@ -507,8 +577,11 @@ impl SessionRepository for SqlSessionRepository<'_> {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM oauth2_sessions WHERE user_id = $1 AND finished_at IS NULL ORDER BY id"
         );
-        let rows: Vec<SessionRow> =
-            run!(self.conn, |c| sqlx::query_as(&sql).bind(user.id.to_string()).fetch_all(c).await).db()?;
+        let rows: Vec<SessionRow> = run!(self.conn, |c| sqlx::query_as(&sql)
+            .bind(user.id.to_string())
+            .fetch_all(c)
+            .await)
+        .db()?;
         rows.into_iter().map(Session::try_from).collect()
     }
 }
@@ -542,10 +615,17 @@ impl TryFrom<AccessTokenRow> for AccessToken {
 const AT_COLUMNS: &str = "id, session_id, created_at, expires_at, revoked_at, first_used_at";
 
 impl SqlAccessTokenRepository<'_> {
-    async fn find_by(&mut self, column: &str, value: &str) -> Result<Option<AccessToken>, StorageError> {
+    async fn find_by(
+        &mut self,
+        column: &str,
+        value: &str,
+    ) -> Result<Option<AccessToken>, StorageError> {
         let sql = format!("SELECT {AT_COLUMNS} FROM oauth2_access_tokens WHERE {column} = $1");
-        let row: Option<AccessTokenRow> =
-            run!(self.conn, |c| sqlx::query_as(&sql).bind(value).fetch_optional(c).await).db()?;
+        let row: Option<AccessTokenRow> = run!(self.conn, |c| sqlx::query_as(&sql)
+            .bind(value)
+            .fetch_optional(c)
+            .await)
+        .db()?;
         row.map(AccessToken::try_from).transpose()
     }
 }
@@ -589,11 +669,18 @@ impl AccessTokenRepository for SqlAccessTokenRepository<'_> {
         self.find_by("id", &id.to_string()).await
     }
 
-    async fn find_by_hash(&mut self, token_hash: &str) -> Result<Option<AccessToken>, StorageError> {
+    async fn find_by_hash(
+        &mut self,
+        token_hash: &str,
+    ) -> Result<Option<AccessToken>, StorageError> {
         self.find_by("token_hash", token_hash).await
     }
 
-    async fn revoke(&mut self, clock: &dyn Clock, mut token: AccessToken) -> Result<AccessToken, StorageError> {
+    async fn revoke(
+        &mut self,
+        clock: &dyn Clock,
+        mut token: AccessToken,
+    ) -> Result<AccessToken, StorageError> {
         let now = clock.now();
         execute!(
             self.conn,
@@ -606,7 +693,11 @@ impl AccessTokenRepository for SqlAccessTokenRepository<'_> {
         Ok(token)
     }
 
-    async fn revoke_all_for_session(&mut self, clock: &dyn Clock, session: &Session) -> Result<u64, StorageError> {
+    async fn revoke_all_for_session(
+        &mut self,
+        clock: &dyn Clock,
+        session: &Session,
+    ) -> Result<u64, StorageError> {
         execute!(
             self.conn,
             sqlx::query("UPDATE oauth2_access_tokens SET revoked_at = $1 WHERE session_id = $2 AND revoked_at IS NULL")
@@ -616,7 +707,11 @@ impl AccessTokenRepository for SqlAccessTokenRepository<'_> {
         .db()
     }
 
-    async fn mark_used(&mut self, clock: &dyn Clock, mut token: AccessToken) -> Result<AccessToken, StorageError> {
+    async fn mark_used(
+        &mut self,
+        clock: &dyn Clock,
+        mut token: AccessToken,
+    ) -> Result<AccessToken, StorageError> {
         let now = clock.now();
         execute!(
             self.conn,
@@ -658,13 +753,21 @@ impl TryFrom<RefreshTokenRow> for RefreshToken {
     }
 }
 
-const RT_COLUMNS: &str = "id, session_id, access_token_id, created_at, consumed_at, revoked_at, next_refresh_token_id";
+const RT_COLUMNS: &str =
+    "id, session_id, access_token_id, created_at, consumed_at, revoked_at, next_refresh_token_id";
 
 impl SqlRefreshTokenRepository<'_> {
-    async fn find_by(&mut self, column: &str, value: &str) -> Result<Option<RefreshToken>, StorageError> {
+    async fn find_by(
+        &mut self,
+        column: &str,
+        value: &str,
+    ) -> Result<Option<RefreshToken>, StorageError> {
         let sql = format!("SELECT {RT_COLUMNS} FROM oauth2_refresh_tokens WHERE {column} = $1");
-        let row: Option<RefreshTokenRow> =
-            run!(self.conn, |c| sqlx::query_as(&sql).bind(value).fetch_optional(c).await).db()?;
+        let row: Option<RefreshTokenRow> = run!(self.conn, |c| sqlx::query_as(&sql)
+            .bind(value)
+            .fetch_optional(c)
+            .await)
+        .db()?;
         row.map(RefreshToken::try_from).transpose()
     }
 }
@@ -708,7 +811,10 @@ impl RefreshTokenRepository for SqlRefreshTokenRepository<'_> {
         self.find_by("id", &id.to_string()).await
     }
 
-    async fn find_by_hash(&mut self, token_hash: &str) -> Result<Option<RefreshToken>, StorageError> {
+    async fn find_by_hash(
+        &mut self,
+        token_hash: &str,
+    ) -> Result<Option<RefreshToken>, StorageError> {
         self.find_by("token_hash", token_hash).await
     }
 
@@ -741,7 +847,11 @@ impl RefreshTokenRepository for SqlRefreshTokenRepository<'_> {
         Ok(token)
     }
 
-    async fn revoke_all_for_session(&mut self, clock: &dyn Clock, session: &Session) -> Result<u64, StorageError> {
+    async fn revoke_all_for_session(
+        &mut self,
+        clock: &dyn Clock,
+        session: &Session,
+    ) -> Result<u64, StorageError> {
         execute!(
             self.conn,
             sqlx::query("UPDATE oauth2_refresh_tokens SET revoked_at = $1 WHERE session_id = $2 AND revoked_at IS NULL")

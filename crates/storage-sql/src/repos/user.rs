@@ -243,30 +243,28 @@ impl UserEmailRepository for SqlUserEmailRepository<'_> {
     }
 
     async fn find_by_email(&mut self, email: &str) -> Result<Option<UserEmail>, StorageError> {
-        let row: Option<EmailRow> =
-            run!(self.conn, |c| {
-                sqlx::query_as(
+        let row: Option<EmailRow> = run!(self.conn, |c| {
+            sqlx::query_as(
             "SELECT id, user_id, email, created_at FROM user_emails WHERE LOWER(email) = LOWER($1)"
         )
         .bind(email)
         .fetch_optional(c)
         .await
-            })
-            .db()?;
+        })
+        .db()?;
         row.map(UserEmail::try_from).transpose()
     }
 
     async fn all(&mut self, user: &User) -> Result<Vec<UserEmail>, StorageError> {
-        let rows: Vec<EmailRow> =
-            run!(self.conn, |c| {
-                sqlx::query_as(
+        let rows: Vec<EmailRow> = run!(self.conn, |c| {
+            sqlx::query_as(
             "SELECT id, user_id, email, created_at FROM user_emails WHERE user_id = $1 ORDER BY id"
         )
         .bind(user.id.to_string())
         .fetch_all(c)
         .await
-            })
-            .db()?;
+        })
+        .db()?;
         rows.into_iter().map(UserEmail::try_from).collect()
     }
 

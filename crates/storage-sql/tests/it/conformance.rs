@@ -35,11 +35,15 @@ fn every_story_is_listed_below() {
 
 macro_rules! stories {
     ($(($fn_name:ident, $story:literal)),* $(,)?) => {
+        // `module__story`, mirroring `module::story`.
+        #[allow(non_snake_case)]
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $fn_name() { super::run_on_sqlite($story).await }
             )*
         }
+        // `module__story`, mirroring `module::story`.
+        #[allow(non_snake_case)]
         mod postgres {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $fn_name() { super::run_on_postgres($story).await }

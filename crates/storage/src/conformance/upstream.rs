@@ -1,4 +1,332 @@
-use crate::RepositoryFactory;
-pub async fn upstream_providers_links_sessions(_f: &dyn RepositoryFactory) {
-    todo!()
+use chrono::Duration;
+use vestibule_domain::new_id;
+
+use super::Ctx;
+use crate::{RepositoryFactory, StorageError, upstream::UpstreamProviderParams};
+
+fn params(name: &str) -> UpstreamProviderParams {
+    UpstreamProviderParams {
+        issuer: Some(format!("https://{name}.example.com/")),
+        human_name: Some(name.to_owned()),
+        brand_name: None,
+    }
+}
+
+pub async fn upstream_providers_links_sessions(f: &dyn RepositoryFactory) {
+    let mut ctx = Ctx::default();
+    let google_id = new_id(&ctx.clock, &mut ctx.rng);
+    let gitlab_id = new_id(&ctx.clock, &mut ctx.rng);
+
+    // Providers: upsert creates, then updates and re-enables, keeping created_at.
+    let mut repo = f.write().await.unwrap();
+    let google = repo
+        .upstream_providers()
+        .upsert(&ctx.clock, google_id, params("google"))
+        .await
+        .unwrap();
+    assert_eq!(google.id, google_id);
+    assert_eq!(google.created_at, ctx.clock.now());
+    assert!(google.disabled_at.is_none());
+    let gitlab = repo
+        .upstream_providers()
+        .upsert(&ctx.clock, gitlab_id, params("gitlab"))
+        .await
+        .unwrap();
+    repo.save().await.unwrap();
+
+    let mut repo = f.read().await.unwrap();
+    assert_eq!(
+        repo.upstream_providers().lookup(google_id).await.unwrap(),
+        Some(google.clone())
+    );
+    let mut both = vec![google.clone(), gitlab.clone()];
+    both.sort_by_key(|p| p.id);
+    assert_eq!(repo.upstream_providers().all_enabled().await.unwrap(), both);
+    drop(repo);
+
+    ctx.clock.advance(Duration::minutes(1));
+    let mut repo = f.write().await.unwrap();
+    assert_eq!(
+        repo.upstream_providers()
+            .disable_all_except(&ctx.clock, &[google_id])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        repo.upstream_providers()
+            .disable_all_except(&ctx.clock, &[google_id])
+            .await
+            .unwrap(),
+        0,
+        "already disabled providers are not counted again"
+    );
+    repo.save().await.unwrap();
+    let mut repo = f.write().await.unwrap();
+    assert_eq!(
+        repo.upstream_providers().all_enabled().await.unwrap(),
+        vec![google.clone()]
+    );
+    let disabled = repo
+        .upstream_providers()
+        .lookup(gitlab_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(disabled.disabled_at, Some(ctx.clock.now()));
+    ctx.clock.advance(Duration::minutes(1));
+    let renamed = UpstreamProviderParams {
+        issuer: Some("https://gitlab.example.org/".to_owned()),
+        human_name: Some("GitLab".to_owned()),
+        brand_name: Some("gitlab".to_owned()),
+    };
+    let gitlab = repo
+        .upstream_providers()
+        .upsert(&ctx.clock, gitlab_id, renamed.clone())
+        .await
+        .unwrap();
+    assert_eq!(gitlab.created_at, disabled.created_at, "created_at is kept");
+    assert!(gitlab.disabled_at.is_none(), "upsert re-enables");
+    assert_eq!(gitlab.issuer, renamed.issuer);
+    assert_eq!(gitlab.human_name, renamed.human_name);
+    assert_eq!(gitlab.brand_name, renamed.brand_name);
+    repo.save().await.unwrap();
+    let mut repo = f.read().await.unwrap();
+    assert_eq!(
+        repo.upstream_providers().lookup(gitlab_id).await.unwrap(),
+        Some(gitlab.clone())
+    );
+    drop(repo);
+
+    // Links: (provider, subject) identifies an account.
+    let mut repo = f.write().await.unwrap();
+    let alice = repo
+        .users()
+        .add(&mut ctx.rng, &ctx.clock, "alice")
+        .await
+        .unwrap();
+    let bob = repo
+        .users()
+        .add(&mut ctx.rng, &ctx.clock, "bob")
+        .await
+        .unwrap();
+    let link = repo
+        .upstream_links()
+        .add(
+            &mut ctx.rng,
+            &ctx.clock,
+            &google,
+            "sub-1",
+            Some("alice@gmail.example"),
+        )
+        .await
+        .unwrap();
+    assert!(link.user_id.is_none());
+    let other = repo
+        .upstream_links()
+        .add(&mut ctx.rng, &ctx.clock, &gitlab, "sub-1", None)
+        .await
+        .unwrap();
+    repo.save().await.unwrap();
+    let mut repo = f.write().await.unwrap();
+    assert_eq!(
+        repo.upstream_links().lookup(link.id).await.unwrap(),
+        Some(link.clone())
+    );
+    assert_eq!(
+        repo.upstream_links()
+            .find_by_subject(&google, "sub-1")
+            .await
+            .unwrap(),
+        Some(link.clone())
+    );
+    assert_eq!(
+        repo.upstream_links()
+            .find_by_subject(&gitlab, "sub-1")
+            .await
+            .unwrap(),
+        Some(other.clone()),
+        "subjects are per provider"
+    );
+    assert!(
+        repo.upstream_links()
+            .find_by_subject(&google, "sub-2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let link = repo
+        .upstream_links()
+        .associate_to_user(link, &alice)
+        .await
+        .unwrap();
+    assert_eq!(link.user_id, Some(alice.id));
+    repo.save().await.unwrap();
+    let mut repo = f.read().await.unwrap();
+    assert_eq!(
+        repo.upstream_links().all_for_user(&alice).await.unwrap(),
+        vec![link.clone()]
+    );
+    assert!(
+        repo.upstream_links()
+            .all_for_user(&bob)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drop(repo);
+    let mut repo = f.write().await.unwrap();
+    let dup = repo
+        .upstream_links()
+        .add(&mut ctx.rng, &ctx.clock, &google, "sub-1", None)
+        .await;
+    assert!(
+        matches!(dup, Err(StorageError::UniqueViolation(_))),
+        "got {dup:?}"
+    );
+    drop(repo);
+
+    // Authorization sessions: Pending → Completed → Consumed, once.
+    let mut repo = f.write().await.unwrap();
+    let session = repo
+        .upstream_sessions()
+        .add(
+            &mut ctx.rng,
+            &ctx.clock,
+            &google,
+            "state-1",
+            Some("verifier-1"),
+            Some("nonce-1"),
+        )
+        .await
+        .unwrap();
+    assert!(session.completed_at.is_none() && session.consumed_at.is_none());
+    repo.save().await.unwrap();
+    let mut repo = f.write().await.unwrap();
+    assert_eq!(
+        repo.upstream_sessions().lookup(session.id).await.unwrap(),
+        Some(session.clone()),
+        "round trip, PKCE verifier and nonce included"
+    );
+    let early = repo
+        .upstream_sessions()
+        .consume(&ctx.clock, session.clone())
+        .await;
+    assert!(
+        matches!(early, Err(StorageError::InvalidTransition(_))),
+        "a pending session cannot be consumed, got {early:?}"
+    );
+    drop(repo);
+    let mut repo = f.write().await.unwrap();
+    let dup = repo
+        .upstream_sessions()
+        .add(&mut ctx.rng, &ctx.clock, &gitlab, "state-1", None, None)
+        .await;
+    assert!(
+        matches!(dup, Err(StorageError::UniqueViolation(_))),
+        "the state is unique, got {dup:?}"
+    );
+    drop(repo);
+
+    ctx.clock.advance(Duration::seconds(3));
+    let claims = serde_json::json!({
+        "sub": "sub-1",
+        "email": "alice@gmail.example",
+        "email_verified": true,
+        "groups": ["a", "b"],
+    });
+    let mut repo = f.write().await.unwrap();
+    let completed = repo
+        .upstream_sessions()
+        .complete(&ctx.clock, session.clone(), &link, claims.clone())
+        .await
+        .unwrap();
+    assert_eq!(completed.completed_at, Some(ctx.clock.now()));
+    assert_eq!(completed.link_id, Some(link.id));
+    repo.save().await.unwrap();
+    let mut repo = f.write().await.unwrap();
+    let stored = repo
+        .upstream_sessions()
+        .lookup(session.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, completed);
+    assert_eq!(stored.claims, Some(claims));
+    let twice = repo
+        .upstream_sessions()
+        .complete(&ctx.clock, completed.clone(), &link, serde_json::json!({}))
+        .await;
+    assert!(
+        matches!(twice, Err(StorageError::InvalidTransition(_))),
+        "got {twice:?}"
+    );
+    drop(repo);
+    let mut repo = f.write().await.unwrap();
+    let stale = repo
+        .upstream_sessions()
+        .complete(&ctx.clock, session.clone(), &link, serde_json::json!({}))
+        .await;
+    assert!(
+        matches!(stale, Err(StorageError::ConcurrentUpdate(_))),
+        "got {stale:?}"
+    );
+    drop(repo);
+
+    ctx.clock.advance(Duration::seconds(1));
+    let mut repo = f.write().await.unwrap();
+    let consumed = repo
+        .upstream_sessions()
+        .consume(&ctx.clock, completed.clone())
+        .await
+        .unwrap();
+    assert_eq!(consumed.consumed_at, Some(ctx.clock.now()));
+    repo.save().await.unwrap();
+    let mut repo = f.write().await.unwrap();
+    let replay = repo
+        .upstream_sessions()
+        .consume(&ctx.clock, completed.clone())
+        .await;
+    assert!(
+        matches!(replay, Err(StorageError::ConcurrentUpdate(_))),
+        "a completed session is consumed once, got {replay:?}"
+    );
+    drop(repo);
+    let mut repo = f.write().await.unwrap();
+    let replay = repo
+        .upstream_sessions()
+        .consume(&ctx.clock, consumed.clone())
+        .await;
+    assert!(
+        matches!(replay, Err(StorageError::InvalidTransition(_))),
+        "got {replay:?}"
+    );
+    drop(repo);
+    let mut repo = f.read().await.unwrap();
+    assert_eq!(
+        repo.upstream_sessions().lookup(session.id).await.unwrap(),
+        Some(consumed)
+    );
+    drop(repo);
+
+    // With nothing to keep, every provider is disabled (links stay).
+    let mut repo = f.write().await.unwrap();
+    assert_eq!(
+        repo.upstream_providers()
+            .disable_all_except(&ctx.clock, &[])
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(
+        repo.upstream_providers()
+            .all_enabled()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        repo.upstream_links().lookup(link.id).await.unwrap(),
+        Some(link)
+    );
 }
