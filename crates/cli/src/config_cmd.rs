@@ -58,10 +58,7 @@ pub fn run(cmd: ConfigCommand, paths: &[PathBuf]) -> anyhow::Result<()> {
                         loaded.warnings.len()
                     );
                 }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    anyhow::bail!("configuration is invalid");
-                }
+                Err(e) => return Err(e.context("configuration is invalid")),
             }
         }
         ConfigCommand::Dump => {
