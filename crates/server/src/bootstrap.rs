@@ -121,9 +121,16 @@ pub fn encrypter(cfg: &SecretsConfig) -> Result<Encrypter, BootstrapError> {
     Ok(Encrypter::new(&key))
 }
 
-/// Validates everything that needs more than parsing: secrets load, the
-/// database URL is usable. Used by `config check` and at startup.
+/// Validates everything that needs more than parsing: the listeners use
+/// only supported features, secrets load, the database URL is usable. Used
+/// by `config check` and at startup.
 pub fn validate(cfg: &Config) -> Result<(), BootstrapError> {
+    crate::listeners::check_supported(&cfg.http.listeners).map_err(|e| match e {
+        crate::listeners::ListenError::Config { path, message } => {
+            BootstrapError::Config { path, message }
+        }
+        other @ crate::listeners::ListenError::Bind { .. } => config_err("http.listeners", other),
+    })?;
     keystore(&cfg.secrets)?;
     encrypter(&cfg.secrets)?;
     let url = database_url(&cfg.database)?;

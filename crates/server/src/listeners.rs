@@ -86,13 +86,11 @@ async fn bind_tcp(path: &str, address: &str) -> Result<Vec<Socket>, ListenError>
     Ok(out)
 }
 
-/// Binds every listener of the config. Binding happens before serving so
-/// the caller knows the addresses (and tests can use port 0) with no race.
-pub async fn bind(
-    state: &AppState,
-    listeners: &[ListenerConfig],
-) -> Result<Vec<BoundListener>, ListenError> {
-    let mut out = Vec::new();
+/// Refuses listener settings the config format accepts (MAS has them) but
+/// Vestibule cannot honour yet. Part of [`crate::bootstrap::validate`], so
+/// `config check` reports them and the server fails before touching the
+/// database.
+pub fn check_supported(listeners: &[ListenerConfig]) -> Result<(), ListenError> {
     for (i, l) in listeners.iter().enumerate() {
         let path = format!("http.listeners[{i}]");
         if l.tls.is_some() {
@@ -107,6 +105,29 @@ pub async fn bind(
                 message: "the PROXY protocol is not supported by Vestibule yet".to_owned(),
             });
         }
+        for (j, b) in l.binds.iter().enumerate() {
+            if matches!(b, BindConfig::FileDescriptor { .. }) {
+                return Err(ListenError::Config {
+                    path: format!("{path}.binds[{j}]"),
+                    message: "file descriptor (socket activation) binds are not supported yet"
+                        .to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Binds every listener of the config. Binding happens before serving so
+/// the caller knows the addresses (and tests can use port 0) with no race.
+pub async fn bind(
+    state: &AppState,
+    listeners: &[ListenerConfig],
+) -> Result<Vec<BoundListener>, ListenError> {
+    check_supported(listeners)?;
+    let mut out = Vec::new();
+    for (i, l) in listeners.iter().enumerate() {
+        let path = format!("http.listeners[{i}]");
         let app = with_prefix(
             router(state.clone(), &Resources::from_config(&l.resources)),
             l.prefix.as_deref(),
