@@ -9,6 +9,7 @@ pub mod compat;
 pub mod device_code;
 pub mod job;
 pub mod oauth2;
+pub mod token_format;
 pub mod tokens;
 pub mod upstream;
 pub mod user;
