@@ -14,7 +14,7 @@ use vestibule_storage::{
 };
 use vestibule_storage_sql::{PoolSettings, SqlStorage};
 
-use crate::{AppState, Settings, routes::UrlBuilder};
+use crate::AppState;
 
 /// Startup failures, each naming the config key it comes from.
 #[derive(Debug, thiserror::Error)]
@@ -262,15 +262,12 @@ pub fn build_state(
 ) -> Result<AppState, BootstrapError> {
     let keystore = keystore(&cfg.secrets)?;
     let encrypter = encrypter(&cfg.secrets)?;
-    let urls = UrlBuilder::new(&cfg.http.public_base, cfg.http.issuer());
     Ok(AppState::new(
         Arc::new(storage),
         clock,
+        crate::state::RngSource::Os,
         keystore,
         encrypter,
-        urls,
-        Settings {
-            homeserver: cfg.matrix.homeserver.clone(),
-        },
+        cfg.clone(),
     ))
 }

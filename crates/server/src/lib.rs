@@ -6,6 +6,8 @@
 
 pub mod bootstrap;
 pub mod cached;
+pub mod error;
+pub mod extract;
 pub mod handlers;
 pub mod listeners;
 pub mod routes;
@@ -19,7 +21,7 @@ use axum::{
 use tower_http::{cors::CorsLayer, set_header::SetResponseHeaderLayer};
 use vestibule_config::Resource;
 
-pub use state::{AppState, Settings};
+pub use state::{AppState, RngSource};
 
 use routes::Route;
 
@@ -98,6 +100,17 @@ pub fn router(state: AppState, resources: &Resources) -> Router {
                 .route(routes::Jwks::PATH, get(handlers::discovery::jwks))
                 .layer(public_cors()),
         );
+    }
+    if resources.oauth {
+        // Token, introspection, revocation, userinfo, registration: called
+        // by clients and the homeserver, never with cookies.
+        app = app.merge(handlers::oauth2::routes().merge(handlers::registration::routes()));
+    }
+    if resources.human {
+        app = app.merge(handlers::browser::routes());
+    }
+    if resources.assets {
+        app = app.merge(handlers::browser::assets_routes());
     }
     app.layer(SetResponseHeaderLayer::if_not_present(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -29,6 +29,30 @@ routes! {
     OidcConfiguration => "/.well-known/openid-configuration",
     /// RFC 7517 JWK Set of our signing keys (MAS path).
     Jwks => "/oauth2/keys.json",
+    /// RFC 6749 §3.1 authorization endpoint (GET and POST).
+    Authorize => "/authorize",
+    /// RFC 6749 §3.2 token endpoint.
+    Token => "/oauth2/token",
+    /// RFC 7662 token introspection.
+    Introspect => "/oauth2/introspect",
+    /// RFC 7009 token revocation.
+    Revoke => "/oauth2/revoke",
+    /// RFC 7591 dynamic client registration (MSC2966 rules).
+    Registration => "/oauth2/registration",
+    /// OpenID Connect Core §5.3 UserInfo.
+    Userinfo => "/oauth2/userinfo",
+    /// The login page.
+    Login => "/login",
+    /// The logout page / action.
+    Logout => "/logout",
+    /// The registration page (`prompt=create`).
+    Register => "/register",
+    /// The consent page of an authorization grant: `/consent/{grant_id}`.
+    Consent => "/consent/{grant_id}",
+    /// The account page (MSC2965 `account_management_uri`).
+    Account => "/account/",
+    /// Static assets, content-hashed: `/assets/{file}`.
+    Assets => "/assets/{*path}",
 }
 
 /// Builds absolute URLs from `http.public_base`, so every link works behind a

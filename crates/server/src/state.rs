@@ -1,8 +1,11 @@
 //! `AppState`: everything a handler may use, as `Arc<dyn Trait>` parts.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use vestibule_domain::Clock;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use vestibule_config::Config;
+use vestibule_domain::{Clock, token_format::TokenFormat};
 use vestibule_keys::{Encrypter, Keystore};
 use vestibule_proto::discovery::ProviderMetadata;
 use vestibule_storage::RepositoryFactory;
@@ -12,21 +15,49 @@ use crate::{
     routes::{Jwks, UrlBuilder},
 };
 
-/// Settings handlers need, derived from the config at startup.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Matrix server name (`matrix.homeserver`).
-    pub homeserver: String,
+/// Where request handlers get randomness: the OS in production, a seeded
+/// sequence in tests (so ids and tokens are reproducible).
+#[derive(Debug)]
+pub enum RngSource {
+    Os,
+    Seeded(Box<Mutex<ChaCha20Rng>>),
 }
 
+impl RngSource {
+    pub fn seeded(seed: u64) -> Self {
+        Self::Seeded(Box::new(Mutex::new(ChaCha20Rng::seed_from_u64(seed))))
+    }
+
+    /// A fresh CSPRNG for one request.
+    pub fn rng(&self) -> ChaCha20Rng {
+        match self {
+            Self::Os => ChaCha20Rng::from_rng(rand::rngs::OsRng)
+                .unwrap_or_else(|_| ChaCha20Rng::from_seed([0; 32])),
+            Self::Seeded(m) => {
+                let mut seed = [0u8; 32];
+                match m.lock() {
+                    Ok(mut g) => g.fill_bytes(&mut seed),
+                    Err(p) => p.into_inner().fill_bytes(&mut seed),
+                }
+                ChaCha20Rng::from_seed(seed)
+            }
+        }
+    }
+}
+
+/// Everything a handler may use. Cheap to clone (`Arc`s).
 #[derive(Clone)]
 pub struct AppState {
     pub repos: Arc<dyn RepositoryFactory>,
     pub clock: Arc<dyn Clock>,
+    pub rng: Arc<RngSource>,
     pub keystore: Arc<Keystore>,
     pub encrypter: Encrypter,
+    /// Mints and checks bearer tokens (MAC key derived from `secrets.encryption`).
+    pub token_format: TokenFormat,
     pub urls: UrlBuilder,
-    pub settings: Arc<Settings>,
+    /// The loaded configuration (read-only).
+    pub config: Arc<Config>,
     pub discovery: CachedJson,
     pub jwks: CachedJson,
 }
@@ -35,20 +66,24 @@ impl AppState {
     pub fn new(
         repos: Arc<dyn RepositoryFactory>,
         clock: Arc<dyn Clock>,
+        rng: RngSource,
         keystore: Keystore,
         encrypter: Encrypter,
-        urls: UrlBuilder,
-        settings: Settings,
+        config: Config,
     ) -> Self {
+        let urls = UrlBuilder::new(&config.http.public_base, config.http.issuer());
         let discovery = CachedJson::new(&provider_metadata(&urls, &keystore));
         let jwks = CachedJson::new(&keystore.jwks());
+        let token_format = TokenFormat::new(encrypter.derive("vestibule token checksum"));
         Self {
             repos,
             clock,
+            rng: Arc::new(rng),
             keystore: Arc::new(keystore),
             encrypter,
+            token_format,
             urls,
-            settings: Arc::new(settings),
+            config: Arc::new(config),
             discovery,
             jwks,
         }

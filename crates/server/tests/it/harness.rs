@@ -5,7 +5,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 use vestibule_domain::MockClock;
 use vestibule_keys::{Encrypter, Keystore};
-use vestibule_server::{AppState, Resources, Settings, routes::UrlBuilder};
+use vestibule_server::{AppState, Resources, RngSource};
 use vestibule_storage_sql::testing::TestDatabase;
 
 pub struct TestApp {
@@ -19,16 +19,16 @@ impl TestApp {
         let db = TestDatabase::sqlite().await.expect("sqlite");
         let key = vestibule_keys::generate_ec_p256(&mut rand::rngs::OsRng);
         let keystore = Keystore::new(vec![(Some("test-key".to_owned()), key)]).expect("keystore");
-        let base: url::Url = public_base.parse().expect("url");
+        let mut config = vestibule_config::Config::default();
+        config.http.public_base = public_base.parse().expect("url");
+        "example.org".clone_into(&mut config.matrix.homeserver);
         let state = AppState::new(
             Arc::new(db.storage.clone()),
             Arc::new(MockClock::default()),
+            RngSource::seeded(42),
             keystore,
             Encrypter::new(&[7; 32]),
-            UrlBuilder::new(&base, base.clone()),
-            Settings {
-                homeserver: "example.org".to_owned(),
-            },
+            config,
         );
         Self { state, db }
     }
