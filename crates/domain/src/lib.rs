@@ -4,6 +4,7 @@
 //! rng passed in by the caller, so every rule can be tested deterministically.
 
 pub mod browser_session;
+pub mod client_registration;
 pub mod clock;
 pub mod compat;
 pub mod device_code;
