@@ -3,3 +3,4 @@
 
 pub mod discovery;
 pub mod errors;
+pub mod registration;

@@ -101,7 +101,7 @@ pub fn provider_metadata(urls: &UrlBuilder, keystore: &Keystore) -> ProviderMeta
         authorization_endpoint: None,
         token_endpoint: None,
         jwks_uri: Some(urls.absolute::<Jwks>()),
-        registration_endpoint: None,
+        registration_endpoint: Some(urls.absolute::<crate::routes::Registration>()),
         userinfo_endpoint: None,
         revocation_endpoint: None,
         introspection_endpoint: None,

@@ -41,7 +41,6 @@ async fn discovery_has_what_matrix_clients_require_and_nothing_that_does_not_exi
     for missing in [
         "authorization_endpoint",
         "token_endpoint",
-        "registration_endpoint",
         "revocation_endpoint",
     ] {
         assert!(
