@@ -65,7 +65,6 @@ fn check_discovery(port: u16) {
     for absent in [
         "authorization_endpoint",
         "token_endpoint",
-        "registration_endpoint",
         "device_authorization_endpoint",
     ] {
         assert!(
