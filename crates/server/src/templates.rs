@@ -82,6 +82,37 @@ pub struct RenderError {
     source: minijinja::Error,
 }
 
+/// HTML auto-escaping of `& < > " '` (OWASP's set). minijinja's default
+/// also escapes `/`, which makes every URL in a page unreadable without
+/// adding safety. Undefined and none values print nothing.
+fn html_formatter(
+    out: &mut minijinja::Output<'_>,
+    state: &minijinja::State<'_, '_>,
+    value: &Value,
+) -> Result<(), minijinja::Error> {
+    if value.is_undefined() || value.is_none() {
+        return Ok(());
+    }
+    if value.is_safe() || matches!(state.auto_escape(), minijinja::AutoEscape::None) {
+        return minijinja::escape_formatter(out, state, value);
+    }
+    let s = value.to_string();
+    let mut escaped = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#x27;"),
+            c => escaped.push(c),
+        }
+    }
+    use std::fmt::Write as _;
+    out.write_str(&escaped)
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+}
+
 /// The template environment. Cheap to clone behind an `Arc`.
 pub struct Templates {
     env: Environment<'static>,
@@ -119,6 +150,7 @@ impl Templates {
                 .find(|(n, _)| *n == name)
                 .map(|(_, s)| (*s).to_owned()))
         });
+        env.set_formatter(html_formatter);
         let url_base = urls.clone();
         env.add_function("url", move |path: &str| -> String {
             url_base.join(path).to_string()
