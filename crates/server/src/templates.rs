@@ -108,7 +108,6 @@ fn html_formatter(
             c => escaped.push(c),
         }
     }
-    use std::fmt::Write as _;
     out.write_str(&escaped)
         .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
 }
