@@ -196,8 +196,12 @@ async fn execute(
             repo.save().await?;
             println!("Unlocked {}", mxid(&username));
         }
-        ManageCommand::PromoteAdmin { username } => set_admin(repos, &username, true, &mxid).await?,
-        ManageCommand::DemoteAdmin { username } => set_admin(repos, &username, false, &mxid).await?,
+        ManageCommand::PromoteAdmin { username } => {
+            set_admin(repos, &username, true, &mxid).await?;
+        }
+        ManageCommand::DemoteAdmin { username } => {
+            set_admin(repos, &username, false, &mxid).await?;
+        }
     }
     Ok(())
 }

@@ -108,9 +108,15 @@ pub fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), CsrfErr
 }
 
 /// Checks a form POST: origin, then the token against the cookie.
-pub fn verify(state: &AppState, headers: &HeaderMap, form_token: Option<&str>) -> Result<(), CsrfError> {
+pub fn verify(
+    state: &AppState,
+    headers: &HeaderMap,
+    form_token: Option<&str>,
+) -> Result<(), CsrfError> {
     check_origin(state, headers)?;
-    let form_token = form_token.filter(|t| !t.is_empty()).ok_or(CsrfError::Missing)?;
+    let form_token = form_token
+        .filter(|t| !t.is_empty())
+        .ok_or(CsrfError::Missing)?;
     let cookie = read(state, headers).ok_or(CsrfError::Missing)?;
     if cookie.exp <= state.clock.now().timestamp() {
         return Err(CsrfError::Invalid);

@@ -308,12 +308,11 @@ impl PasswordManager {
             inner.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(PasswordError::Busy);
         }
-        let permit = tokio::time::timeout(inner.queue_timeout, inner.slots.clone().acquire_owned())
-            .await;
+        let permit =
+            tokio::time::timeout(inner.queue_timeout, inner.slots.clone().acquire_owned()).await;
         inner.waiting.fetch_sub(1, Ordering::SeqCst);
-        let permit = match permit {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) | Err(_) => return Err(PasswordError::Busy),
+        let Ok(Ok(permit)) = permit else {
+            return Err(PasswordError::Busy);
         };
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -418,12 +417,24 @@ mod tests {
 
     #[test]
     fn policy() {
-        assert_eq!(check_new_password("abcdefg"), Err(PasswordPolicyError::TooShort));
+        assert_eq!(
+            check_new_password("abcdefg"),
+            Err(PasswordPolicyError::TooShort)
+        );
         assert_eq!(check_new_password("correct h"), Ok(()));
         assert_eq!(check_new_password(&"x".repeat(128)), Ok(()));
-        assert_eq!(check_new_password(&"x".repeat(129)), Err(PasswordPolicyError::TooLong));
-        assert_eq!(check_new_password("Password1"), Err(PasswordPolicyError::TooCommon));
-        assert_eq!(check_new_password("qwertyuiop"), Err(PasswordPolicyError::TooCommon));
+        assert_eq!(
+            check_new_password(&"x".repeat(129)),
+            Err(PasswordPolicyError::TooLong)
+        );
+        assert_eq!(
+            check_new_password("Password1"),
+            Err(PasswordPolicyError::TooCommon)
+        );
+        assert_eq!(
+            check_new_password("qwertyuiop"),
+            Err(PasswordPolicyError::TooCommon)
+        );
         // "e" + combining acute is one character after NFC.
         assert_eq!(
             check_new_password("abcdef\u{0065}\u{0301}"),
@@ -449,7 +460,12 @@ mod tests {
         assert!(hash.starts_with("$argon2id$"));
         // The decomposed spelling is the same password.
         let ok = m
-            .verify(&mut rng, 1, hash.clone(), Zeroizing::new("cafe\u{301} au lait".to_owned()))
+            .verify(
+                &mut rng,
+                1,
+                hash.clone(),
+                Zeroizing::new("cafe\u{301} au lait".to_owned()),
+            )
             .await
             .unwrap();
         assert!(ok.valid && ok.upgrade.is_none());
@@ -505,12 +521,9 @@ mod tests {
 
     #[tokio::test]
     async fn no_slot_means_busy() {
-        let m = PasswordManager::with_limits(
-            &PasswordsConfig::default(),
-            0,
-            Duration::from_millis(10),
-        )
-        .unwrap();
+        let m =
+            PasswordManager::with_limits(&PasswordsConfig::default(), 0, Duration::from_millis(10))
+                .unwrap();
         assert!(matches!(
             m.dummy_verify(Zeroizing::new("x".to_owned())).await,
             Err(PasswordError::Busy)

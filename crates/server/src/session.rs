@@ -55,13 +55,11 @@ pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure on https.
 pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
-    let mut s = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
-    if let Some(age) = max_age {
-        s.push_str(&format!("; Max-Age={age}"));
-    }
-    if is_secure(state) {
-        s.push_str("; Secure");
-    }
+    let max_age = max_age
+        .map(|a| format!("; Max-Age={a}"))
+        .unwrap_or_default();
+    let secure = if is_secure(state) { "; Secure" } else { "" };
+    let s = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax{max_age}{secure}");
     HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
 }
 

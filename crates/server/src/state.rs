@@ -120,7 +120,7 @@ pub fn provider_metadata(urls: &UrlBuilder, keystore: &Keystore) -> ProviderMeta
         userinfo_endpoint: None,
         revocation_endpoint: None,
         introspection_endpoint: None,
-        device_authorization_endpoint: Some(urls.absolute::<Authorize>()),
+        device_authorization_endpoint: None,
         end_session_endpoint: None,
         scopes_supported: strings(&[
             "openid",

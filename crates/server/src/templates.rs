@@ -22,7 +22,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("logout.html", include_str!("../templates/logout.html")),
     ("index.html", include_str!("../templates/index.html")),
     ("error.html", include_str!("../templates/error.html")),
-    ("form_post.html", include_str!("../templates/form_post.html")),
+    (
+        "form_post.html",
+        include_str!("../templates/form_post.html"),
+    ),
 ];
 
 /// A static asset, served at `/assets/<stem>.<hash>.<ext>`.

@@ -42,14 +42,24 @@ fn register_set_password_lock_unlock_promote() {
 
     let out = manage(
         &config,
-        &["register-user", "alice", "--password", "first password", "--email", "alice@example.org"],
+        &[
+            "register-user",
+            "alice",
+            "--password",
+            "first password",
+            "--email",
+            "alice@example.org",
+        ],
     );
     out.assert_success();
     assert!(out.stdout.contains("Registered @alice:"), "{out}");
     assert!(out.stdout.contains("alice@example.org"), "{out}");
 
     // Clear errors, non-zero exit.
-    let dup = manage(&config, &["register-user", "alice", "--password", "another password"]);
+    let dup = manage(
+        &config,
+        &["register-user", "alice", "--password", "another password"],
+    );
     dup.assert_failure();
     assert!(dup.stderr.contains("already exists"), "{dup}");
     let weak = manage(&config, &["register-user", "bob", "--password", "short"]);
@@ -57,13 +67,23 @@ fn register_set_password_lock_unlock_promote() {
     assert!(weak.stderr.contains("at least 8"), "{weak}");
     let missing = manage(&config, &["lock-user", "nobody"]);
     missing.assert_failure();
-    assert!(missing.stderr.contains("no user named `nobody`"), "{missing}");
+    assert!(
+        missing.stderr.contains("no user named `nobody`"),
+        "{missing}"
+    );
     let no_pw = manage(&config, &["set-password", "alice"]);
     no_pw.assert_failure();
 
-    let out = manage_stdin(&config, &["set-password", "alice", "--password-stdin"], "second password\n");
+    let out = manage_stdin(
+        &config,
+        &["set-password", "alice", "--password-stdin"],
+        "second password\n",
+    );
     out.assert_success();
-    assert!(out.stdout.contains("Set a new password for @alice:"), "{out}");
+    assert!(
+        out.stdout.contains("Set a new password for @alice:"),
+        "{out}"
+    );
     let out = manage(&config, &["lock-user", "alice"]);
     out.assert_success();
     assert!(out.stdout.contains("Locked @alice:"), "{out}");
@@ -113,7 +133,11 @@ fn register_set_password_lock_unlock_promote() {
     check(&|user, _, _| assert!(!user.can_request_admin, "demoted"));
 
     // --admin at registration, and the password from stdin.
-    let out = manage_stdin(&config, &["register-user", "root", "--password-stdin", "--admin"], "root password 1\n");
+    let out = manage_stdin(
+        &config,
+        &["register-user", "root", "--password-stdin", "--admin"],
+        "root password 1\n",
+    );
     out.assert_success();
     assert!(out.stdout.contains("may request admin"), "{out}");
 }

@@ -84,7 +84,7 @@ pub enum AuthorizeOutcome {
     /// The grant is stored; the browser continues on our pages. `code` must
     /// be kept in the browser's pending-grant cookie.
     Continue {
-        grant: AuthorizationGrant,
+        grant: Box<AuthorizationGrant>,
         code: String,
         register: bool,
     },
@@ -230,9 +230,11 @@ pub async fn start(
     session: Option<ExistingSession>,
 ) -> Result<AuthorizeOutcome, StorageError> {
     // 1. The client and the redirect URI: errors are shown, never redirected.
-    let page = |m: &str| Ok(AuthorizeOutcome::ErrorPage {
-        message: m.to_owned(),
-    });
+    let page = |m: &str| {
+        Ok(AuthorizeOutcome::ErrorPage {
+            message: m.to_owned(),
+        })
+    };
     let Some(client_id) = params.client_id.as_deref() else {
         return page("The request has no client_id.");
     };
@@ -406,7 +408,7 @@ pub async fn start(
         )
         .await?;
     Ok(AuthorizeOutcome::Continue {
-        grant,
+        grant: Box::new(grant),
         code,
         register,
     })
@@ -479,7 +481,10 @@ mod tests {
         let r = ClientRedirect {
             redirect_uri: "https://client.example/cb?keep=1".parse().unwrap(),
             mode: ResponseMode::Query,
-            params: vec![("code".into(), "abc".into()), ("state".into(), "x y".into())],
+            params: vec![
+                ("code".into(), "abc".into()),
+                ("state".into(), "x y".into()),
+            ],
         };
         assert_eq!(
             r.location().as_str(),
@@ -500,9 +505,18 @@ mod tests {
         let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let later = t0 + Duration::seconds(100);
         assert_eq!(auth_need(t0, None, None, None, t0), AuthNeed::Login);
-        assert_eq!(auth_need(t0, None, None, Some(t0), later), AuthNeed::Satisfied);
-        assert_eq!(auth_need(t0, None, Some(60), Some(t0), later), AuthNeed::Login);
-        assert_eq!(auth_need(t0, None, Some(600), Some(t0), later), AuthNeed::Satisfied);
+        assert_eq!(
+            auth_need(t0, None, None, Some(t0), later),
+            AuthNeed::Satisfied
+        );
+        assert_eq!(
+            auth_need(t0, None, Some(60), Some(t0), later),
+            AuthNeed::Login
+        );
+        assert_eq!(
+            auth_need(t0, None, Some(600), Some(t0), later),
+            AuthNeed::Satisfied
+        );
         assert_eq!(
             auth_need(later, Some("login"), None, Some(t0), later),
             AuthNeed::Login
@@ -519,7 +533,10 @@ mod tests {
             "openid urn:matrix:client:api:* urn:matrix:org.matrix.msc2967.client:api:* urn:matrix:client:device:ABC urn:synapse:admin:* email",
         );
         assert!(d.contains(&"Use your Matrix account".to_owned()));
-        assert_eq!(d.iter().filter(|l| *l == "Use your Matrix account").count(), 1);
+        assert_eq!(
+            d.iter().filter(|l| *l == "Use your Matrix account").count(),
+            1
+        );
         assert!(d.contains(&"Access the homeserver as an administrator".to_owned()));
         assert!(d.contains(&"Sign in as the device ABC".to_owned()));
         assert!(d.contains(&"See your email address".to_owned()));

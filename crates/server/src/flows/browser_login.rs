@@ -129,7 +129,12 @@ pub async fn login(
         return Err(LoginError::InvalidCredentials);
     };
     let verified = passwords
-        .verify(rng, stored.version, stored.hashed_password.clone(), password)
+        .verify(
+            rng,
+            stored.version,
+            stored.hashed_password.clone(),
+            password,
+        )
         .await?;
     if !verified.valid {
         return Err(LoginError::InvalidCredentials);
@@ -221,8 +226,14 @@ mod tests {
 
     #[test]
     fn usernames_as_typed() {
-        assert_eq!(localpart_of("alice", "example.org").as_deref(), Some("alice"));
-        assert_eq!(localpart_of(" Alice ", "example.org").as_deref(), Some("alice"));
+        assert_eq!(
+            localpart_of("alice", "example.org").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            localpart_of(" Alice ", "example.org").as_deref(),
+            Some("alice")
+        );
         assert_eq!(
             localpart_of("@alice:example.org", "example.org").as_deref(),
             Some("alice")

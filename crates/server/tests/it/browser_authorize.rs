@@ -1,4 +1,8 @@
 //! `/authorize` → login → consent → redirect, and every way it must refuse.
+#![allow(
+    clippy::many_single_char_names,
+    reason = "t(est app), b(rowser), r(esponse) read well here"
+)]
 
 use axum::http::StatusCode;
 use vestibule_domain::{
@@ -19,7 +23,12 @@ const ISS: &str = "https://auth.example.org/";
 async fn setup() -> (TestApp, String) {
     let t = TestApp::new(ISS).await;
     add_user(&t.state, "alice", PASSWORD).await;
-    let c = add_client(&t.state, ClientAuthMethod::None, &[CB, "http://127.0.0.1/native"]).await;
+    let c = add_client(
+        &t.state,
+        ClientAuthMethod::None,
+        &[CB, "http://127.0.0.1/native"],
+    )
+    .await;
     (t, c.client_id)
 }
 
@@ -44,7 +53,10 @@ async fn full_flow_query_mode_ends_with_an_empty_fragment_and_stores_the_code_ha
         .await
         .unwrap()
         .expect("the code's hash is stored on the grant");
-    assert!(matches!(grant.stage, AuthorizationGrantStage::Fulfilled { .. }));
+    assert!(matches!(
+        grant.stage,
+        AuthorizationGrantStage::Fulfilled { .. }
+    ));
     assert_eq!(grant.state.as_deref(), Some("st4te"));
     drop(repo);
     t.db.cleanup().await;
@@ -74,12 +86,25 @@ async fn fragment_and_form_post_modes() {
     .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.location().is_none());
-    assert!(r.body.contains("action=\"https://client.example/cb\""), "{}", r.body);
+    assert!(
+        r.body.contains("action=\"https://client.example/cb\""),
+        "{}",
+        r.body
+    );
     assert!(r.body.contains("name=\"code\" value=\""));
-    assert!(r.body.contains("name=\"iss\" value=\"https://auth.example.org/\""));
-    assert!(r.body.contains("<button type=\"submit\">"), "works without JS");
+    assert!(
+        r.body
+            .contains("name=\"iss\" value=\"https://auth.example.org/\"")
+    );
+    assert!(
+        r.body.contains("<button type=\"submit\">"),
+        "works without JS"
+    );
     let csp = r.header("content-security-policy").unwrap();
-    assert!(csp.contains("form-action 'self' https://client.example"), "{csp}");
+    assert!(
+        csp.contains("form-action 'self' https://client.example"),
+        "{csp}"
+    );
     t.db.cleanup().await;
 }
 
@@ -108,7 +133,9 @@ async fn redirect_uri_variants_get_an_html_400_and_never_a_redirect() {
             assert!(r.body.contains("redirect_uri"), "{bad}: {}", r.body);
         }
     }
-    let r = b.get(&authorize_uri(&cid, "", &[("-redirect_uri", "")])).await;
+    let r = b
+        .get(&authorize_uri(&cid, "", &[("-redirect_uri", "")]))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.location().is_none());
     t.db.cleanup().await;
@@ -131,7 +158,11 @@ async fn unknown_client_and_duplicates_get_an_html_400_even_with_prompt_none() {
     let (t, cid) = setup().await;
     let mut b = Browser::new(&t);
     let r = b
-        .get(&authorize_uri("01J00000000000000000000000", CB, &[("prompt", "none")]))
+        .get(&authorize_uri(
+            "01J00000000000000000000000",
+            CB,
+            &[("prompt", "none")],
+        ))
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.location().is_none());
@@ -161,11 +192,17 @@ async fn errors_after_the_redirect_uri_is_trusted_go_back_with_state_and_iss() {
     let (t, cid) = setup().await;
     let mut b = Browser::new(&t);
     let cases: &[(&[(&str, &str)], &str)] = &[
-        (&[("-code_challenge", ""), ("-code_challenge_method", "")], "invalid_request"),
+        (
+            &[("-code_challenge", ""), ("-code_challenge_method", "")],
+            "invalid_request",
+        ),
         (&[("code_challenge_method", "plain")], "invalid_request"),
         (&[("-code_challenge_method", "")], "invalid_request"),
         (&[("response_type", "token")], "unsupported_response_type"),
-        (&[("response_type", "id_token token")], "unsupported_response_type"),
+        (
+            &[("response_type", "id_token token")],
+            "unsupported_response_type",
+        ),
         (&[("-response_type", "")], "invalid_request"),
         (&[("scope", "openid \"bad\"")], "invalid_scope"),
         (&[("scope", "openid made-up-scope")], "invalid_scope"),
@@ -230,17 +267,31 @@ async fn prompt_login_and_max_age_force_a_new_login() {
     assert_eq!(c.status, StatusCode::OK, "no login needed");
 
     t.clock.advance(chrono::Duration::seconds(1));
-    let r = b.get(&authorize_uri(&cid, CB, &[("prompt", "login")])).await;
+    let r = b
+        .get(&authorize_uri(&cid, CB, &[("prompt", "login")]))
+        .await;
     let c = b.follow(&r).await;
-    assert_eq!(c.status, StatusCode::SEE_OTHER, "prompt=login shows the form");
-    assert!(b.path_of(c.location().unwrap()).starts_with("/login?grant="));
+    assert_eq!(
+        c.status,
+        StatusCode::SEE_OTHER,
+        "prompt=login shows the form"
+    );
+    assert!(
+        b.path_of(c.location().unwrap())
+            .starts_with("/login?grant=")
+    );
 
     t.clock.advance(chrono::Duration::seconds(120));
     let r = b.get(&authorize_uri(&cid, CB, &[("max_age", "60")])).await;
     let c = b.follow(&r).await;
     assert_eq!(c.status, StatusCode::SEE_OTHER, "older than max_age");
-    assert!(b.path_of(c.location().unwrap()).starts_with("/login?grant="));
-    let r = b.get(&authorize_uri(&cid, CB, &[("max_age", "3600")])).await;
+    assert!(
+        b.path_of(c.location().unwrap())
+            .starts_with("/login?grant=")
+    );
+    let r = b
+        .get(&authorize_uri(&cid, CB, &[("max_age", "3600")]))
+        .await;
     let c = b.follow(&r).await;
     assert_eq!(c.status, StatusCode::OK, "recent enough");
     // prompt=none with a too-old login fails.
@@ -258,11 +309,17 @@ async fn login_hint_prefills_the_form() {
     let (t, cid) = setup().await;
     for hint in ["mxid:@bob:example.org", "bob"] {
         let mut b = Browser::new(&t);
-        let r = b.get(&authorize_uri(&cid, CB, &[("login_hint", hint)])).await;
+        let r = b
+            .get(&authorize_uri(&cid, CB, &[("login_hint", hint)]))
+            .await;
         let c = b.follow(&r).await;
         let l = b.follow(&c).await;
         assert_eq!(l.status, StatusCode::OK);
-        assert!(l.body.contains("name=\"username\" value=\"bob\""), "{hint}: {}", l.body);
+        assert!(
+            l.body.contains("name=\"username\" value=\"bob\""),
+            "{hint}: {}",
+            l.body
+        );
     }
     t.db.cleanup().await;
 }
@@ -272,7 +329,14 @@ async fn consent_page_in_plain_words_and_deny() {
     let (t, cid) = setup().await;
     let mut b = Browser::new(&t);
     let r = b
-        .get(&authorize_uri(&cid, CB, &[("scope", "openid email urn:matrix:client:api:* urn:matrix:client:device:ABCDEF")]))
+        .get(&authorize_uri(
+            &cid,
+            CB,
+            &[(
+                "scope",
+                "openid email urn:matrix:client:api:* urn:matrix:client:device:ABCDEF",
+            )],
+        ))
         .await;
     let consent = b.path_of(r.location().unwrap());
     let grant = consent.trim_start_matches("/consent/").to_owned();
@@ -290,7 +354,9 @@ async fn consent_page_in_plain_words_and_deny() {
         assert!(c.body.contains(s), "consent page lacks {s}: {}", c.body);
     }
     let csrf = c.csrf();
-    let r = b.post(&consent, &[("csrf", &csrf), ("action", "deny")]).await;
+    let r = b
+        .post(&consent, &[("csrf", &csrf), ("action", "deny")])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let p = params_of(r.location().unwrap(), false);
     assert_eq!(p["error"], "access_denied");
@@ -310,7 +376,11 @@ async fn consent_needs_the_browser_that_started_the_request() {
     let mut other = Browser::new(&t);
     other.login("alice", PASSWORD, None).await;
     let c = other.get(&consent).await;
-    assert_eq!(c.status, StatusCode::BAD_REQUEST, "no code cookie in this browser");
+    assert_eq!(
+        c.status,
+        StatusCode::BAD_REQUEST,
+        "no code cookie in this browser"
+    );
     t.db.cleanup().await;
 }
 
@@ -326,7 +396,9 @@ async fn admin_scope_only_for_admins() {
     let scope = "urn:matrix:client:api:* urn:synapse:admin:*";
 
     let mut b = Browser::new(&t);
-    let r = b.get(&authorize_uri(&c.client_id, CB, &[("scope", scope)])).await;
+    let r = b
+        .get(&authorize_uri(&c.client_id, CB, &[("scope", scope)]))
+        .await;
     let consent = b.path_of(r.location().unwrap());
     let grant = consent.trim_start_matches("/consent/").to_owned();
     b.login("alice", PASSWORD, Some(&grant)).await;
@@ -336,14 +408,21 @@ async fn admin_scope_only_for_admins() {
     assert_eq!(p["error"], "access_denied", "{p:?}");
 
     let mut b = Browser::new(&t);
-    let r = b.get(&authorize_uri(&c.client_id, CB, &[("scope", scope)])).await;
+    let r = b
+        .get(&authorize_uri(&c.client_id, CB, &[("scope", scope)]))
+        .await;
     let consent = b.path_of(r.location().unwrap());
     let grant = consent.trim_start_matches("/consent/").to_owned();
     b.login("root", PASSWORD, Some(&grant)).await;
     let page = b.get(&consent).await;
-    assert!(page.body.contains("Access the homeserver as an administrator"));
+    assert!(
+        page.body
+            .contains("Access the homeserver as an administrator")
+    );
     let csrf = page.csrf();
-    let r = b.post(&consent, &[("csrf", &csrf), ("action", "allow")]).await;
+    let r = b
+        .post(&consent, &[("csrf", &csrf), ("action", "allow")])
+        .await;
     assert!(params_of(r.location().unwrap(), false).contains_key("code"));
     t.db.cleanup().await;
 }
@@ -357,7 +436,10 @@ async fn post_authorize_works_like_get() {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
-    let form: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let form: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let r = b.post("/authorize", &form).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(b.path_of(r.location().unwrap()).starts_with("/consent/"));

@@ -148,10 +148,8 @@ impl Browser {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
-        let mut req = Request::post(uri).header(
-            header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        );
+        let mut req =
+            Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         for (n, v) in headers {
             req = req.header(*n, *v);
         }
@@ -173,7 +171,11 @@ impl Browser {
         };
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         let csrf = page.csrf();
-        let mut form = vec![("csrf", csrf.as_str()), ("username", username), ("password", password)];
+        let mut form = vec![
+            ("csrf", csrf.as_str()),
+            ("username", username),
+            ("password", password),
+        ];
         if let Some(g) = grant {
             form.push(("grant", g));
         }
@@ -204,7 +206,11 @@ pub async fn add_user(state: &AppState, username: &str, password: &str) -> User 
 }
 
 /// A dynamically registered client.
-pub async fn add_client(state: &AppState, auth: ClientAuthMethod, redirect_uris: &[&str]) -> Client {
+pub async fn add_client(
+    state: &AppState,
+    auth: ClientAuthMethod,
+    redirect_uris: &[&str],
+) -> Client {
     let mut rng = state.rng.rng();
     let mut repo = state.repos.write().await.unwrap();
     let client = repo
@@ -286,7 +292,10 @@ pub async fn full_flow(b: &mut Browser, authorize: &str, username: &str) -> Resp
     let grant = consent_path.trim_start_matches("/consent/").to_owned();
     let c = b.get(&consent_path).await;
     if c.status == StatusCode::SEE_OTHER {
-        assert!(b.path_of(c.location().unwrap()).starts_with("/login?grant="));
+        assert!(
+            b.path_of(c.location().unwrap())
+                .starts_with("/login?grant=")
+        );
         let l = b.login(username, PASSWORD, Some(&grant)).await;
         assert_eq!(l.status, StatusCode::SEE_OTHER, "{}", l.body);
         assert_eq!(b.path_of(l.location().unwrap()), consent_path);

@@ -1,4 +1,8 @@
 //! Login, logout, registration, CSRF, cookies and passwords.
+#![allow(
+    clippy::many_single_char_names,
+    reason = "t(est app), b(rowser), r(esponse) read well here"
+)]
 
 use std::time::Duration;
 
@@ -32,10 +36,24 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     let page = b.get("/login").await;
     let csrf = page.csrf();
     let wrong = b
-        .post("/login", &[("csrf", &csrf), ("username", "alice"), ("password", "nope nope")])
+        .post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "alice"),
+                ("password", "nope nope"),
+            ],
+        )
         .await;
     let unknown = b
-        .post("/login", &[("csrf", &csrf), ("username", "nobody"), ("password", "nope nope")])
+        .post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "nobody"),
+                ("password", "nope nope"),
+            ],
+        )
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong.status, unknown.status);
@@ -50,7 +68,11 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     let ok = b
         .post(
             "/login",
-            &[("csrf", &csrf), ("username", "@alice:example.org"), ("password", PASSWORD)],
+            &[
+                ("csrf", &csrf),
+                ("username", "@alice:example.org"),
+                ("password", PASSWORD),
+            ],
         )
         .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER);
@@ -67,7 +89,10 @@ async fn locked_users_are_refused() {
     let t = TestApp::new("http://127.0.0.1:8080/").await;
     let user = add_user(&t.state, "alice", PASSWORD).await;
     let mut repo = t.state.repos.write().await.unwrap();
-    repo.users().lock(t.state.clock.as_ref(), user).await.unwrap();
+    repo.users()
+        .lock(t.state.clock.as_ref(), user)
+        .await
+        .unwrap();
     repo.save().await.unwrap();
     let mut b = Browser::new(&t);
     let r = b.login("alice", PASSWORD, None).await;
@@ -97,14 +122,26 @@ async fn csrf_is_checked_on_every_post() {
     let foreign = a
         .post(
             "/login",
-            &[("csrf", &token_other), ("username", "alice"), ("password", PASSWORD)],
+            &[
+                ("csrf", &token_other),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
         )
         .await;
-    assert_eq!(foreign.status, StatusCode::FORBIDDEN, "another browser's token");
+    assert_eq!(
+        foreign.status,
+        StatusCode::FORBIDDEN,
+        "another browser's token"
+    );
     let evil = a
         .post_with(
             "/login",
-            &[("csrf", &token_a), ("username", "alice"), ("password", PASSWORD)],
+            &[
+                ("csrf", &token_a),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
             &[("origin", "https://evil.example")],
         )
         .await;
@@ -112,7 +149,11 @@ async fn csrf_is_checked_on_every_post() {
     let cross = a
         .post_with(
             "/login",
-            &[("csrf", &token_a), ("username", "alice"), ("password", PASSWORD)],
+            &[
+                ("csrf", &token_a),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
             &[("sec-fetch-site", "cross-site")],
         )
         .await;
@@ -121,8 +162,15 @@ async fn csrf_is_checked_on_every_post() {
     let ok = a
         .post_with(
             "/login",
-            &[("csrf", &token_a), ("username", "alice"), ("password", PASSWORD)],
-            &[("origin", "https://auth.example.org"), ("sec-fetch-site", "same-origin")],
+            &[
+                ("csrf", &token_a),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+            &[
+                ("origin", "https://auth.example.org"),
+                ("sec-fetch-site", "same-origin"),
+            ],
         )
         .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER);
@@ -133,7 +181,9 @@ async fn csrf_is_checked_on_every_post() {
     assert_eq!(a.get(&consent).await.status, StatusCode::OK);
     let r = a.post(&consent, &[("action", "allow")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = a.post(&consent, &[("csrf", &token_other), ("action", "allow")]).await;
+    let r = a
+        .post(&consent, &[("csrf", &token_other), ("action", "allow")])
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = a.post("/logout", &[]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -158,7 +208,12 @@ async fn a_new_session_id_at_every_login_and_logout_kills_the_old_cookie() {
     let second = session_of(&t, &b).unwrap();
     assert_ne!(first, second, "session fixation (S21)");
     let mut repo = t.state.repos.read().await.unwrap();
-    let old = repo.browser_sessions().lookup(first).await.unwrap().unwrap();
+    let old = repo
+        .browser_sessions()
+        .lookup(first)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!old.is_active(), "the previous session is finished");
     drop(repo);
 
@@ -184,7 +239,10 @@ async fn a_new_session_id_at_every_login_and_logout_kills_the_old_cookie() {
     let r = replay
         .get(&authorize_uri(&client.client_id, CB, &[("prompt", "none")]))
         .await;
-    assert_eq!(params_of(r.location().unwrap(), false)["error"], "login_required");
+    assert_eq!(
+        params_of(r.location().unwrap(), false)["error"],
+        "login_required"
+    );
     t.db.cleanup().await;
 }
 
@@ -204,7 +262,10 @@ async fn cookie_attributes() {
     }
     assert!(!c.contains("Domain"), "{c}");
     let value = c.split(';').next().unwrap().split_once('=').unwrap().1;
-    assert!(!value.contains(&session_of(&t, &b).unwrap().to_string()), "encrypted");
+    assert!(
+        !value.contains(&session_of(&t, &b).unwrap().to_string()),
+        "encrypted"
+    );
     let csrf_cookie = b.jar.keys().find(|k| k.contains("csrf")).unwrap();
     assert_eq!(csrf_cookie, "__Host-vestibule-csrf");
 
@@ -254,10 +315,21 @@ async fn bcrypt_import_is_upgraded_to_argon2id_at_login() {
         .unwrap()
         .format_for_version(bcrypt::Version::TwoB);
     let mut repo = t.state.repos.write().await.unwrap();
-    let user = repo.users().add(&mut rng, t.state.clock.as_ref(), "imported").await.unwrap();
+    let user = repo
+        .users()
+        .add(&mut rng, t.state.clock.as_ref(), "imported")
+        .await
+        .unwrap();
     let old = repo
         .user_passwords()
-        .add(&mut rng, t.state.clock.as_ref(), &user, 1, bcrypt_hash, None)
+        .add(
+            &mut rng,
+            t.state.clock.as_ref(),
+            &user,
+            1,
+            bcrypt_hash,
+            None,
+        )
         .await
         .unwrap();
     repo.save().await.unwrap();
@@ -273,7 +345,10 @@ async fn bcrypt_import_is_upgraded_to_argon2id_at_login() {
     drop(repo);
     // And the upgraded hash works.
     let mut b = Browser::new(&t);
-    assert_eq!(b.login("imported", PASSWORD, None).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        b.login("imported", PASSWORD, None).await.status,
+        StatusCode::SEE_OTHER
+    );
     t.db.cleanup().await;
 }
 
@@ -293,11 +368,23 @@ async fn a_saturated_hashing_pool_answers_503() {
 
 #[tokio::test]
 async fn password_policy() {
-    assert_eq!(check_new_password("1234567"), Err(PasswordPolicyError::TooShort));
-    assert_eq!(check_new_password("seven!!"), Err(PasswordPolicyError::TooShort));
+    assert_eq!(
+        check_new_password("1234567"),
+        Err(PasswordPolicyError::TooShort)
+    );
+    assert_eq!(
+        check_new_password("seven!!"),
+        Err(PasswordPolicyError::TooShort)
+    );
     assert_eq!(check_new_password("eight!!x"), Ok(()));
-    assert_eq!(check_new_password("password123"), Err(PasswordPolicyError::TooCommon));
-    assert_eq!(check_new_password("iloveyou"), Err(PasswordPolicyError::TooCommon));
+    assert_eq!(
+        check_new_password("password123"),
+        Err(PasswordPolicyError::TooCommon)
+    );
+    assert_eq!(
+        check_new_password("iloveyou"),
+        Err(PasswordPolicyError::TooCommon)
+    );
     let long: String = "abcdefgh".repeat(16);
     assert_eq!(long.len(), 128);
     assert_eq!(check_new_password(&long), Ok(()));
@@ -308,11 +395,24 @@ async fn password_policy() {
     // 128 characters are verified in full: changing the last one fails.
     let m = PasswordManager::from_config(&PasswordsConfig::default()).unwrap();
     let mut rng = rand::rngs::OsRng;
-    let (v, hash) = m.hash(&mut rng, Zeroizing::new(long.clone())).await.unwrap();
-    assert!(m.verify(&mut rng, v, hash.clone(), Zeroizing::new(long.clone())).await.unwrap().valid);
+    let (v, hash) = m
+        .hash(&mut rng, Zeroizing::new(long.clone()))
+        .await
+        .unwrap();
+    assert!(
+        m.verify(&mut rng, v, hash.clone(), Zeroizing::new(long.clone()))
+            .await
+            .unwrap()
+            .valid
+    );
     let mut changed = long[..127].to_owned();
     changed.push('X');
-    assert!(!m.verify(&mut rng, v, hash, Zeroizing::new(changed)).await.unwrap().valid);
+    assert!(
+        !m.verify(&mut rng, v, hash, Zeroizing::new(changed))
+            .await
+            .unwrap()
+            .valid
+    );
 }
 
 #[tokio::test]
@@ -325,7 +425,11 @@ async fn registration_continues_the_grant_or_is_closed() {
     let client = add_client(&t.state, ClientAuthMethod::None, &[CB]).await;
     let mut b = Browser::new(&t);
     let r = b
-        .get(&authorize_uri(&client.client_id, CB, &[("prompt", "create")]))
+        .get(&authorize_uri(
+            &client.client_id,
+            CB,
+            &[("prompt", "create")],
+        ))
         .await;
     let reg = b.path_of(r.location().unwrap());
     assert!(reg.starts_with("/register?grant="), "{reg}");
@@ -336,7 +440,12 @@ async fn registration_continues_the_grant_or_is_closed() {
     let short = b
         .post(
             "/register",
-            &[("csrf", &csrf), ("username", "newbie"), ("password", "short12"), ("grant", &grant)],
+            &[
+                ("csrf", &csrf),
+                ("username", "newbie"),
+                ("password", "short12"),
+                ("grant", &grant),
+            ],
         )
         .await;
     assert_eq!(short.status, StatusCode::BAD_REQUEST);
@@ -344,24 +453,44 @@ async fn registration_continues_the_grant_or_is_closed() {
     let common = b
         .post(
             "/register",
-            &[("csrf", &csrf), ("username", "newbie"), ("password", "password123"), ("grant", &grant)],
+            &[
+                ("csrf", &csrf),
+                ("username", "newbie"),
+                ("password", "password123"),
+                ("grant", &grant),
+            ],
         )
         .await;
     assert!(common.body.contains("too common"));
     let ok = b
         .post(
             "/register",
-            &[("csrf", &csrf), ("username", "newbie"), ("password", PASSWORD), ("grant", &grant)],
+            &[
+                ("csrf", &csrf),
+                ("username", "newbie"),
+                ("password", PASSWORD),
+                ("grant", &grant),
+            ],
         )
         .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
-    assert_eq!(b.path_of(ok.location().unwrap()), format!("/consent/{grant}"));
+    assert_eq!(
+        b.path_of(ok.location().unwrap()),
+        format!("/consent/{grant}")
+    );
     let consent = b.follow(&ok).await;
     assert!(consent.body.contains("@newbie:example.org"));
     let mut b2 = Browser::new(&t);
     let csrf2 = b2.get("/register").await.csrf();
     let dup = b2
-        .post("/register", &[("csrf", &csrf2), ("username", "newbie"), ("password", PASSWORD)])
+        .post(
+            "/register",
+            &[
+                ("csrf", &csrf2),
+                ("username", "newbie"),
+                ("password", PASSWORD),
+            ],
+        )
         .await;
     assert!(dup.body.contains("taken"));
 
@@ -369,10 +498,21 @@ async fn registration_continues_the_grant_or_is_closed() {
     let closed = TestApp::new("http://127.0.0.1:8080/").await;
     let mut b = Browser::new(&closed);
     let page = b.get("/register").await;
-    assert!(page.body.contains("Registration is closed"), "{}", page.body);
+    assert!(
+        page.body.contains("Registration is closed"),
+        "{}",
+        page.body
+    );
     let csrf = b.get("/login").await.csrf();
     let r = b
-        .post("/register", &[("csrf", &csrf), ("username", "xavier"), ("password", PASSWORD)])
+        .post(
+            "/register",
+            &[
+                ("csrf", &csrf),
+                ("username", "xavier"),
+                ("password", PASSWORD),
+            ],
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     t.db.cleanup().await;

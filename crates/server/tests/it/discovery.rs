@@ -43,6 +43,7 @@ async fn discovery_has_what_matrix_clients_require_and_nothing_that_does_not_exi
         "https://auth.example.org/authorize"
     );
     for missing in [
+        "device_authorization_endpoint",
         "token_endpoint",
         "registration_endpoint",
         "revocation_endpoint",

@@ -121,7 +121,11 @@ async fn run(
             } else {
                 consent_path(grant.id)
             };
-            Ok(see_other(state, &target, &PageOpts::default().cookie(cookie)))
+            Ok(see_other(
+                state,
+                &target,
+                &PageOpts::default().cookie(cookie),
+            ))
         }
     }
 }

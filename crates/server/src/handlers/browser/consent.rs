@@ -175,7 +175,11 @@ pub async fn get(
         Ok(r) => r,
         Err(r) => return r,
     };
-    if ready.grant.scope.split(' ').any(|s| s == "urn:synapse:admin:*")
+    if ready
+        .grant
+        .scope
+        .split(' ')
+        .any(|s| s == "urn:synapse:admin:*")
         && !authorize::may_request_admin(&state.config, &ready.user)
     {
         return deny(
@@ -192,11 +196,9 @@ pub async fn get(
     let mut opts = PageOpts::default().cookie(csrf.set_cookie.clone());
     // After the consent POST we redirect to the client (CSP form-action
     // covers redirects after a form submission).
-    opts.form_action.extend(csp_source(&ready.grant.redirect_uri));
-    let logo = client
-        .logo_uri
-        .as_ref()
-        .filter(|u| u.scheme() == "https");
+    opts.form_action
+        .extend(csp_source(&ready.grant.redirect_uri));
+    let logo = client.logo_uri.as_ref().filter(|u| u.scheme() == "https");
     opts.img_src.extend(logo.and_then(csp_source));
     render(
         &state,
@@ -247,7 +249,11 @@ pub async fn post(
     if form.action.as_deref() != Some("allow") {
         return deny(&state, repo, &headers, ready, "the user denied the request").await;
     }
-    if ready.grant.scope.split(' ').any(|s| s == "urn:synapse:admin:*")
+    if ready
+        .grant
+        .scope
+        .split(' ')
+        .any(|s| s == "urn:synapse:admin:*")
         && !authorize::may_request_admin(&state.config, &ready.user)
     {
         return deny(

@@ -39,7 +39,9 @@ impl PageQuery {
     }
 
     pub fn grant_id(&self) -> Option<Ulid> {
-        self.grant.as_deref().and_then(|g| Ulid::from_string(g).ok())
+        self.grant
+            .as_deref()
+            .and_then(|g| Ulid::from_string(g).ok())
     }
 }
 
@@ -141,7 +143,14 @@ pub async fn get(
         grant.as_ref().and_then(|(g, _)| g.login_hint.as_deref()),
     );
     let csrf = csrf::issue(&state, &headers);
-    login_page(&state, StatusCode::OK, &csrf, grant.as_ref(), &username, None)
+    login_page(
+        &state,
+        StatusCode::OK,
+        &csrf,
+        grant.as_ref(),
+        &username,
+        None,
+    )
 }
 
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -152,7 +161,10 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     if let Err(r) = check_csrf(&state, &headers, form.csrf.as_deref()) {
         return r;
     }
-    let grant_id = form.grant.as_deref().and_then(|g| Ulid::from_string(g).ok());
+    let grant_id = form
+        .grant
+        .as_deref()
+        .and_then(|g| Ulid::from_string(g).ok());
     let grant = match load_grant(&state, grant_id).await {
         Ok(g) => g,
         Err(r) => return r,

@@ -52,7 +52,8 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         let result = async {
             let mut repo = state.repos.write().await?;
             let s = repo.browser_sessions().lookup(id).await?;
-            if let Some(s) = s.filter(vestibule_domain::browser_session::BrowserSession::is_active) {
+            if let Some(s) = s.filter(vestibule_domain::browser_session::BrowserSession::is_active)
+            {
                 repo.browser_sessions()
                     .finish(state.clock.as_ref(), s)
                     .await?;

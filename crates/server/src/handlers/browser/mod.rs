@@ -8,6 +8,12 @@
 //! redirect URI origin), `X-Frame-Options: DENY`, `Referrer-Policy:
 //! no-referrer`, `nosniff`, COOP, HSTS on https, and `Cache-Control:
 //! no-store`.
+//!
+//! Helpers return `Result<_, Response>`: the error is the page to send.
+#![allow(
+    clippy::result_large_err,
+    reason = "the Err is the response itself, built once and returned at once"
+)]
 
 mod assets;
 mod authorize;
@@ -95,7 +101,10 @@ impl PageOpts {
 pub(crate) fn csp_source(url: &Url) -> Option<String> {
     match url.scheme() {
         "http" | "https" => Some(url.origin().ascii_serialization()),
-        s if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) => {
+        s if s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) =>
+        {
             Some(format!("{s}:"))
         }
         _ => None,
@@ -103,7 +112,13 @@ pub(crate) fn csp_source(url: &Url) -> Option<String> {
 }
 
 fn csp(opts: &PageOpts) -> String {
-    let extra = |v: &[String]| -> String { v.iter().map(|s| format!(" {s}")).collect() };
+    let extra = |v: &[String]| -> String {
+        v.iter().fold(String::new(), |mut acc, s| {
+            acc.push(' ');
+            acc.push_str(s);
+            acc
+        })
+    };
     format!(
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'{}; form-action 'self'{}; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
         extra(&opts.img_src),
@@ -118,7 +133,10 @@ fn secure(state: &AppState, res: &mut Response, opts: &PageOpts) {
         h.insert(HeaderName::from_static("content-security-policy"), v);
     }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -235,8 +253,11 @@ pub(crate) fn error_page(
     let back_uri = client
         .and_then(|c| c.client_uri.as_ref())
         .map(Url::to_string);
-    let back_name = client
-        .map(|c| c.client_name.clone().unwrap_or_else(|| "the application".to_owned()));
+    let back_name = client.map(|c| {
+        c.client_name
+            .clone()
+            .unwrap_or_else(|| "the application".to_owned())
+    });
     let title = if status.is_server_error() {
         "The service is having trouble"
     } else {
@@ -323,7 +344,9 @@ pub(crate) fn check_csrf(
 }
 
 pub(crate) fn user_agent(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok())
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
 }
 
 pub(crate) fn matrix_id(state: &AppState, username: &str) -> String {

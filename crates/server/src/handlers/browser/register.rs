@@ -91,14 +91,24 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     if let Err(r) = check_csrf(&state, &headers, form.csrf.as_deref()) {
         return r;
     }
-    let grant_id = form.grant.as_deref().and_then(|g| Ulid::from_string(g).ok());
+    let grant_id = form
+        .grant
+        .as_deref()
+        .and_then(|g| Ulid::from_string(g).ok());
     let grant = match load_grant(&state, grant_id).await {
         Ok(g) => g,
         Err(r) => return r,
     };
     let csrf = csrf::issue(&state, &headers);
     if !registration_open(&state) {
-        return register_page(&state, StatusCode::FORBIDDEN, &csrf, grant.as_ref(), "", None);
+        return register_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            &csrf,
+            grant.as_ref(),
+            "",
+            None,
+        );
     }
     let mut rng = state.rng.rng();
     let result = browser_login::register(
