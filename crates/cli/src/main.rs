@@ -2,6 +2,7 @@
 
 mod config_cmd;
 mod generate;
+mod manage;
 mod server_cmd;
 
 use std::path::PathBuf;
@@ -50,6 +51,9 @@ enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Database(DatabaseCommand),
+    /// Manage users (register, passwords, lock, admin).
+    #[command(subcommand)]
+    Manage(manage::ManageCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Server(args)) => server_cmd::run(&cli.config, &cli.data_dir, args).await,
         Some(Command::Config(cmd)) => config_cmd::run(cmd, &cli.config),
+        Some(Command::Manage(cmd)) => manage::run(cmd, &cli.config, &cli.data_dir).await,
         Some(Command::Database(cmd)) => {
             let loaded = config_cmd::load(&cli.config)?;
             let storage = vestibule_server::bootstrap::connect(&loaded.config).await?;

@@ -23,12 +23,14 @@ pub struct ServerArgs {
     bind: String,
 }
 
+/// The `--bind` default, also used by `manage` for a new data directory.
+pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:8080";
 const CONFIG_FILE: &str = "config.yaml";
 const DATABASE_FILE: &str = "vestibule.db";
 
 /// Zero-config: the data directory holds a generated config and an SQLite
 /// database. Creates both on first start; reuses them afterwards.
-fn zero_config(data_dir: &Path, bind: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn zero_config(data_dir: &Path, bind: &str) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;

@@ -133,6 +133,8 @@ pub fn validate(cfg: &Config) -> Result<(), BootstrapError> {
     })?;
     keystore(&cfg.secrets)?;
     encrypter(&cfg.secrets)?;
+    crate::passwords::PasswordManager::from_config(&cfg.passwords)
+        .map_err(|e| config_err("passwords.schemes", e))?;
     let url = database_url(&cfg.database)?;
     if vestibule_storage_sql::Engine::from_url(&url).is_none() {
         return Err(config_err(

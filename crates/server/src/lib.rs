@@ -6,12 +6,17 @@
 
 pub mod bootstrap;
 pub mod cached;
+pub mod csrf;
 pub mod error;
 pub mod extract;
+pub mod flows;
 pub mod handlers;
 pub mod listeners;
+pub mod passwords;
 pub mod routes;
+pub mod session;
 pub mod state;
+pub mod templates;
 
 use axum::{
     Router,

@@ -12,7 +12,9 @@ use vestibule_storage::RepositoryFactory;
 
 use crate::{
     cached::CachedJson,
-    routes::{Jwks, UrlBuilder},
+    passwords::PasswordManager,
+    routes::{Authorize, Jwks, UrlBuilder},
+    templates::Templates,
 };
 
 /// Where request handlers get randomness: the OS in production, a seeded
@@ -60,6 +62,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub discovery: CachedJson,
     pub jwks: CachedJson,
+    /// Hashes and verifies local passwords on a bounded pool.
+    pub passwords: PasswordManager,
+    /// The HTML templates (embedded, `templates.path` overrides).
+    pub templates: Arc<Templates>,
 }
 
 impl AppState {
@@ -75,6 +81,13 @@ impl AppState {
         let discovery = CachedJson::new(&provider_metadata(&urls, &keystore));
         let jwks = CachedJson::new(&keystore.jwks());
         let token_format = TokenFormat::new(encrypter.derive("vestibule token checksum"));
+        // `bootstrap::validate` refuses a bad `passwords` section at startup;
+        // here it can only be a programming error, so fail closed.
+        let passwords = PasswordManager::from_config(&config.passwords).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "invalid passwords config: password login disabled");
+            PasswordManager::disabled()
+        });
+        let templates = Arc::new(Templates::new(&urls, config.templates.path.clone()));
         Self {
             repos,
             clock,
@@ -86,6 +99,8 @@ impl AppState {
             config: Arc::new(config),
             discovery,
             jwks,
+            passwords,
+            templates,
         }
     }
 }
@@ -98,7 +113,7 @@ fn strings(v: &[&str]) -> Vec<String> {
 pub fn provider_metadata(urls: &UrlBuilder, keystore: &Keystore) -> ProviderMetadata {
     ProviderMetadata {
         issuer: urls.issuer().clone(),
-        authorization_endpoint: None,
+        authorization_endpoint: Some(urls.absolute::<Authorize>()),
         token_endpoint: None,
         jwks_uri: Some(urls.absolute::<Jwks>()),
         registration_endpoint: Some(urls.absolute::<crate::routes::Registration>()),

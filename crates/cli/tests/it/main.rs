@@ -5,6 +5,7 @@
 
 mod config;
 mod listener;
+mod manage;
 mod postgres;
 mod support;
 mod zero_config;

@@ -61,9 +61,13 @@ fn check_discovery(port: u16) {
         grants.contains(&"authorization_code") && grants.contains(&"refresh_token"),
         "{grants:?}"
     );
+    assert_eq!(
+        doc["authorization_endpoint"],
+        format!("{base}authorize").as_str(),
+        "{doc:#}"
+    );
     // Endpoints that are not served yet must not be advertised.
     for absent in [
-        "authorization_endpoint",
         "token_endpoint",
         "device_authorization_endpoint",
     ] {

@@ -38,8 +38,12 @@ async fn discovery_has_what_matrix_clients_require_and_nothing_that_does_not_exi
         doc["id_token_signing_alg_values_supported"],
         serde_json::json!(["ES256"])
     );
+    assert_eq!(
+        doc["authorization_endpoint"],
+        "https://auth.example.org/authorize"
+    );
     for missing in [
-        "authorization_endpoint",
+        "device_authorization_endpoint",
         "token_endpoint",
         "revocation_endpoint",
     ] {

@@ -1,6 +1,10 @@
 //! HTTP tests through the production router (`router(state, resources)`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser_authorize;
+mod browser_helpers;
+mod browser_login;
+mod browser_pages;
 mod discovery;
 mod harness;
 mod registration;

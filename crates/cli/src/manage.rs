@@ -1,0 +1,225 @@
+//! `vestibule manage …`: operator commands on users.
+//!
+//! They load the config like the server (`-c FILE`, or the zero-config data
+//! directory), apply pending migrations, and hash passwords with the same
+//! [`PasswordManager`] and policy as the login pages.
+
+use std::{
+    io::BufRead as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use rand::rngs::OsRng;
+use vestibule_domain::{SystemClock, user::User};
+use vestibule_server::passwords::{PasswordManager, check_new_password};
+use vestibule_storage::{BoxRepository, RepositoryFactory};
+use zeroize::Zeroizing;
+
+#[derive(Debug, Subcommand)]
+pub enum ManageCommand {
+    /// Create a user with a password.
+    RegisterUser {
+        /// The Matrix localpart (`alice` for `@alice:server`).
+        username: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// An email address to attach (not verified by mail).
+        #[arg(long)]
+        email: Option<String>,
+        /// Allow the user to request `urn:synapse:admin:*`.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Set a new password for a user.
+    SetPassword {
+        username: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Lock a user: no login, and their browser sessions end.
+    LockUser { username: String },
+    /// Unlock a locked user.
+    UnlockUser { username: String },
+    /// Allow a user to request `urn:synapse:admin:*`.
+    PromoteAdmin { username: String },
+    /// Stop a user from requesting `urn:synapse:admin:*`.
+    DemoteAdmin { username: String },
+}
+
+#[derive(Debug, Args)]
+#[group(required = false, multiple = false)]
+pub struct PasswordArgs {
+    /// The password (visible in the process list: prefer --password-stdin).
+    #[arg(long)]
+    password: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+impl PasswordArgs {
+    fn read(self) -> anyhow::Result<Zeroizing<String>> {
+        if let Some(p) = self.password {
+            return Ok(Zeroizing::new(p));
+        }
+        if self.password_stdin {
+            let mut line = Zeroizing::new(String::new());
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            let trimmed = line.trim_end_matches(['\r', '\n']);
+            return Ok(Zeroizing::new(trimmed.to_owned()));
+        }
+        bail!("give the password with --password or --password-stdin")
+    }
+}
+
+async fn find_user(repo: &mut BoxRepository, username: &str) -> anyhow::Result<User> {
+    repo.users()
+        .find_by_username(username)
+        .await?
+        .with_context(|| format!("no user named `{username}`"))
+}
+
+async fn new_hash(
+    passwords: &PasswordManager,
+    password: Zeroizing<String>,
+) -> anyhow::Result<(u16, String)> {
+    anyhow::ensure!(
+        passwords.is_enabled(),
+        "password login is disabled (passwords.enabled: false)"
+    );
+    check_new_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(passwords.hash(&mut OsRng, password).await?)
+}
+
+pub async fn run(cmd: ManageCommand, config: &[PathBuf], data_dir: &Path) -> anyhow::Result<()> {
+    let paths = if config.is_empty() {
+        vec![crate::server_cmd::zero_config(
+            data_dir,
+            crate::server_cmd::DEFAULT_BIND,
+        )?]
+    } else {
+        config.to_vec()
+    };
+    let cfg = crate::config_cmd::load(&paths)?.config;
+    vestibule_server::bootstrap::validate(&cfg)?;
+    let passwords = PasswordManager::from_config(&cfg.passwords)?;
+    let storage = vestibule_server::bootstrap::connect(&cfg).await?;
+    storage.migrate().await?;
+    let result = execute(cmd, &storage, &passwords, &cfg.matrix.homeserver).await;
+    storage.close().await;
+    result
+}
+
+async fn execute(
+    cmd: ManageCommand,
+    repos: &dyn RepositoryFactory,
+    passwords: &PasswordManager,
+    homeserver: &str,
+) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    let rng = &mut OsRng;
+    let mxid = |u: &str| format!("@{u}:{homeserver}");
+    match cmd {
+        ManageCommand::RegisterUser {
+            username,
+            password,
+            email,
+            admin,
+        } => {
+            vestibule_server::flows::browser_login::validate_new_localpart(&username, homeserver)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (version, hash) = new_hash(passwords, password.read()?).await?;
+            let mut repo = repos.write().await?;
+            if repo.users().find_by_username(&username).await?.is_some() {
+                bail!("the user `{username}` already exists");
+            }
+            let mut user = repo.users().add(rng, &clock, &username).await?;
+            repo.user_passwords()
+                .add(rng, &clock, &user, version, hash, None)
+                .await?;
+            if let Some(email) = &email {
+                repo.user_emails().add(rng, &clock, &user, email).await?;
+            }
+            if admin {
+                user = repo.users().set_can_request_admin(user, true).await?;
+            }
+            repo.save().await?;
+            println!(
+                "Registered {} (id {}){}{}",
+                mxid(&user.username),
+                user.id,
+                email.map(|e| format!(", email {e}")).unwrap_or_default(),
+                if admin { ", may request admin" } else { "" }
+            );
+        }
+        ManageCommand::SetPassword { username, password } => {
+            let (version, hash) = new_hash(passwords, password.read()?).await?;
+            let mut repo = repos.write().await?;
+            let user = find_user(&mut repo, &username).await?;
+            repo.user_passwords()
+                .add(rng, &clock, &user, version, hash, None)
+                .await?;
+            repo.save().await?;
+            println!("Set a new password for {}", mxid(&username));
+        }
+        ManageCommand::LockUser { username } => {
+            let mut repo = repos.write().await?;
+            let user = find_user(&mut repo, &username).await?;
+            if user.locked_at.is_some() {
+                println!("{} was already locked", mxid(&username));
+                return Ok(());
+            }
+            let user = repo.users().lock(&clock, user).await?;
+            let ended = repo
+                .browser_sessions()
+                .finish_all_for_user(&clock, &user)
+                .await?;
+            repo.save().await?;
+            println!(
+                "Locked {} (ended {ended} browser session(s))",
+                mxid(&username)
+            );
+        }
+        ManageCommand::UnlockUser { username } => {
+            let mut repo = repos.write().await?;
+            let user = find_user(&mut repo, &username).await?;
+            if user.locked_at.is_none() {
+                println!("{} was not locked", mxid(&username));
+                return Ok(());
+            }
+            repo.users().unlock(user).await?;
+            repo.save().await?;
+            println!("Unlocked {}", mxid(&username));
+        }
+        ManageCommand::PromoteAdmin { username } => {
+            set_admin(repos, &username, true, &mxid).await?;
+        }
+        ManageCommand::DemoteAdmin { username } => {
+            set_admin(repos, &username, false, &mxid).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn set_admin(
+    repos: &dyn RepositoryFactory,
+    username: &str,
+    admin: bool,
+    mxid: &dyn Fn(&str) -> String,
+) -> anyhow::Result<()> {
+    let mut repo = repos.write().await?;
+    let user = find_user(&mut repo, username).await?;
+    repo.users().set_can_request_admin(user, admin).await?;
+    repo.save().await?;
+    if admin {
+        println!("{} may now request admin access", mxid(username));
+    } else {
+        println!("{} may no longer request admin access", mxid(username));
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! Password login and self-service registration in the browser.
+//!
+//! Password hashing runs outside any database transaction (on SQLite a
+//! write transaction holds the database lock): read, verify, then write.
+//!
+//! Rate limiting is not implemented yet (checklist S37): the bounded hashing
+//! pool caps the CPU an attacker can burn, but there is no per-account or
+//! per-IP backoff.
+
+use rand_chacha::ChaCha20Rng;
+use vestibule_domain::{Clock, Ulid, browser_session::BrowserSession, user::User};
+use vestibule_storage::{RepositoryFactory, StorageError};
+use zeroize::Zeroizing;
+
+use crate::passwords::{PasswordError, PasswordManager, PasswordPolicyError, check_new_password};
+
+/// A successful login or registration: a NEW browser session (the id is
+/// never reused across logins: session fixation, ASVS 3.2.1 / S21).
+#[derive(Debug)]
+pub struct LoggedIn {
+    pub session: BrowserSession,
+    pub user: User,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown user, no password, or wrong password: one answer for all
+    /// (ASVS 6.3.8, S38).
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    /// The password was right but the account is locked or deactivated.
+    #[error("the account is locked or deactivated")]
+    Locked,
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("{0}")]
+    InvalidUsername(&'static str),
+    #[error("this username is taken")]
+    Taken,
+    #[error(transparent)]
+    Policy(#[from] PasswordPolicyError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The localpart a person typed: a bare localpart, or a full Matrix ID
+/// `@localpart:server` of our homeserver. Lower-cased (Matrix localparts
+/// are lower case; Synapse does the same at login).
+pub fn localpart_of(input: &str, homeserver: &str) -> Option<String> {
+    let input = input.trim();
+    let local = match input.strip_prefix('@') {
+        Some(rest) => {
+            let (local, server) = rest.split_once(':')?;
+            if server != homeserver {
+                return None;
+            }
+            local
+        }
+        None => input,
+    };
+    if local.is_empty() {
+        return None;
+    }
+    Some(local.to_lowercase())
+}
+
+/// The Matrix user-id grammar for new localparts (Matrix spec "User
+/// Identifiers": `a-z 0-9 . _ = - / +`), and a full MXID of at most 255
+/// bytes.
+pub fn validate_new_localpart(local: &str, homeserver: &str) -> Result<(), RegisterError> {
+    if local.is_empty() {
+        return Err(RegisterError::InvalidUsername("Choose a username."));
+    }
+    if !local
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._=-/+".contains(&b))
+    {
+        return Err(RegisterError::InvalidUsername(
+            "Usernames may contain only lower-case letters, digits and . _ = - / +",
+        ));
+    }
+    if local.len() + homeserver.len() + 2 > 255 {
+        return Err(RegisterError::InvalidUsername("This username is too long."));
+    }
+    Ok(())
+}
+
+/// Checks a username and password and opens a new browser session.
+/// `previous` (the browser's current session, if any) is finished.
+#[allow(clippy::too_many_arguments)]
+pub async fn login(
+    repos: &dyn RepositoryFactory,
+    clock: &dyn Clock,
+    rng: &mut ChaCha20Rng,
+    passwords: &PasswordManager,
+    homeserver: &str,
+    username: &str,
+    password: Zeroizing<String>,
+    user_agent: Option<&str>,
+    previous: Option<Ulid>,
+) -> Result<LoggedIn, LoginError> {
+    let found = match localpart_of(username, homeserver) {
+        None => None,
+        Some(local) => {
+            let mut repo = repos.read().await?;
+            let user = repo.users().find_by_username(&local).await?;
+            let found = match user {
+                Some(user) => repo
+                    .user_passwords()
+                    .active(&user)
+                    .await?
+                    .map(|pw| (user, pw)),
+                None => None,
+            };
+            repo.cancel().await?;
+            found
+        }
+    };
+    let Some((user, stored)) = found else {
+        passwords.dummy_verify(password).await?;
+        return Err(LoginError::InvalidCredentials);
+    };
+    let verified = passwords
+        .verify(
+            rng,
+            stored.version,
+            stored.hashed_password.clone(),
+            password,
+        )
+        .await?;
+    if !verified.valid {
+        return Err(LoginError::InvalidCredentials);
+    }
+    // Only once the password is right: guessing does not reveal the lock.
+    if !user.is_valid() {
+        return Err(LoginError::Locked);
+    }
+    let mut repo = repos.write().await?;
+    let password = match verified.upgrade {
+        Some((version, hash)) => {
+            repo.user_passwords()
+                .add(rng, clock, &user, version, hash, Some(&stored))
+                .await?
+        }
+        None => stored,
+    };
+    if let Some(prev) = previous {
+        let old = repo.browser_sessions().lookup(prev).await?;
+        if let Some(old) = old.filter(BrowserSession::is_active) {
+            repo.browser_sessions().finish(clock, old).await?;
+        }
+    }
+    let session = repo
+        .browser_sessions()
+        .add(rng, clock, &user, user_agent)
+        .await?;
+    repo.browser_sessions()
+        .authenticate_with_password(rng, clock, &session, &password)
+        .await?;
+    repo.save().await?;
+    Ok(LoggedIn { session, user })
+}
+
+/// Creates a user with a password and opens a browser session for them.
+#[allow(clippy::too_many_arguments)]
+pub async fn register(
+    repos: &dyn RepositoryFactory,
+    clock: &dyn Clock,
+    rng: &mut ChaCha20Rng,
+    passwords: &PasswordManager,
+    homeserver: &str,
+    username: &str,
+    password: Zeroizing<String>,
+    user_agent: Option<&str>,
+    previous: Option<Ulid>,
+) -> Result<LoggedIn, RegisterError> {
+    let local = username.trim().to_owned();
+    validate_new_localpart(&local, homeserver)?;
+    check_new_password(&password)?;
+    {
+        let mut repo = repos.read().await?;
+        let taken = repo.users().find_by_username(&local).await?.is_some();
+        repo.cancel().await?;
+        if taken {
+            return Err(RegisterError::Taken);
+        }
+    }
+    let (version, hash) = passwords.hash(rng, password).await?;
+    let mut repo = repos.write().await?;
+    if repo.users().find_by_username(&local).await?.is_some() {
+        return Err(RegisterError::Taken);
+    }
+    let user = repo.users().add(rng, clock, &local).await?;
+    let password = repo
+        .user_passwords()
+        .add(rng, clock, &user, version, hash, None)
+        .await?;
+    if let Some(prev) = previous {
+        let old = repo.browser_sessions().lookup(prev).await?;
+        if let Some(old) = old.filter(BrowserSession::is_active) {
+            repo.browser_sessions().finish(clock, old).await?;
+        }
+    }
+    let session = repo
+        .browser_sessions()
+        .add(rng, clock, &user, user_agent)
+        .await?;
+    repo.browser_sessions()
+        .authenticate_with_password(rng, clock, &session, &password)
+        .await?;
+    repo.save().await?;
+    Ok(LoggedIn { session, user })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_as_typed() {
+        assert_eq!(
+            localpart_of("alice", "example.org").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            localpart_of(" Alice ", "example.org").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            localpart_of("@alice:example.org", "example.org").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(localpart_of("@alice:evil.org", "example.org"), None);
+        assert_eq!(localpart_of("@:example.org", "example.org"), None);
+        assert!(validate_new_localpart("bob.smith_1", "example.org").is_ok());
+        assert!(validate_new_localpart("Bob", "example.org").is_err());
+        assert!(validate_new_localpart("bob smith", "example.org").is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! `/login`: the password form.
+
+use axum::{
+    body::Bytes,
+    extract::{RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::Response,
+};
+use minijinja::context;
+use serde::Deserialize;
+use vestibule_domain::{
+    Ulid,
+    oauth2::{AuthorizationGrant, Client},
+};
+use zeroize::Zeroizing;
+
+use super::{
+    PageOpts, check_csrf, consent_path, error_page, internal, parse_form, render, see_other,
+    user_agent,
+};
+use crate::{
+    AppState, csrf,
+    extract::parse_unique,
+    flows::browser_login::{self, LoginError, localpart_of},
+    passwords::PasswordError,
+    session,
+};
+
+/// `?grant=<id>` (and `switch=1` to sign in as someone else).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct PageQuery {
+    pub grant: Option<String>,
+    pub switch: Option<String>,
+}
+
+impl PageQuery {
+    pub fn parse(query: Option<&str>) -> Self {
+        parse_unique(query.unwrap_or_default().as_bytes()).unwrap_or_default()
+    }
+
+    pub fn grant_id(&self) -> Option<Ulid> {
+        self.grant
+            .as_deref()
+            .and_then(|g| Ulid::from_string(g).ok())
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    grant: Option<String>,
+}
+
+/// The grant (and its client) a page continues, if it exists.
+pub(super) async fn load_grant(
+    state: &AppState,
+    grant_id: Option<Ulid>,
+) -> Result<Option<(AuthorizationGrant, Client)>, Response> {
+    let Some(id) = grant_id else {
+        return Ok(None);
+    };
+    let mut repo = state.repos.read().await.map_err(|e| internal(state, &e))?;
+    let Some(grant) = repo
+        .oauth2_grants()
+        .lookup(id)
+        .await
+        .map_err(|e| internal(state, &e))?
+    else {
+        return Ok(None);
+    };
+    let client = repo
+        .oauth2_clients()
+        .lookup(grant.client_id)
+        .await
+        .map_err(|e| internal(state, &e))?;
+    Ok(client.map(|c| (grant, c)))
+}
+
+/// The username to pre-fill from an OIDC `login_hint`: `mxid:@user:server`
+/// (MAS's form) or a bare localpart.
+fn prefill(state: &AppState, hint: Option<&str>) -> String {
+    let Some(hint) = hint else {
+        return String::new();
+    };
+    let hint = hint.strip_prefix("mxid:").unwrap_or(hint);
+    localpart_of(hint, &state.config.matrix.homeserver).unwrap_or_default()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn login_page(
+    state: &AppState,
+    status: StatusCode,
+    csrf: &csrf::CsrfToken,
+    grant: Option<&(AuthorizationGrant, Client)>,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
+    let opts = PageOpts::default().cookie(csrf.set_cookie.clone());
+    render(
+        state,
+        status,
+        "login.html",
+        context! {
+            csrf => csrf.token.clone(),
+            grant_id => grant.map(|(g, _)| g.id.to_string()),
+            client_name => grant.map(|(_, c)| c.client_name.clone().unwrap_or_else(|| c.client_id.clone())),
+            username,
+            error,
+            passwords_enabled => state.passwords.is_enabled(),
+            registration_enabled => super::register::registration_open(state),
+        },
+        &opts,
+    )
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let q = PageQuery::parse(query.as_deref());
+    let grant = match load_grant(&state, q.grant_id()).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    if grant.is_none() && q.switch.is_none() {
+        let signed_in = match state.repos.read().await {
+            Ok(mut repo) => session::current(&state, &mut repo, &headers).await,
+            Err(e) => Err(e),
+        };
+        match signed_in {
+            Ok(Some(_)) => return see_other(&state, "/", &PageOpts::default()),
+            Ok(None) => {}
+            Err(e) => return internal(&state, &e),
+        }
+    }
+    let username = prefill(
+        &state,
+        grant.as_ref().and_then(|(g, _)| g.login_hint.as_deref()),
+    );
+    let csrf = csrf::issue(&state, &headers);
+    login_page(
+        &state,
+        StatusCode::OK,
+        &csrf,
+        grant.as_ref(),
+        &username,
+        None,
+    )
+}
+
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let form: LoginForm = match parse_form(&state, &headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_csrf(&state, &headers, form.csrf.as_deref()) {
+        return r;
+    }
+    let grant_id = form
+        .grant
+        .as_deref()
+        .and_then(|g| Ulid::from_string(g).ok());
+    let grant = match load_grant(&state, grant_id).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let csrf = csrf::issue(&state, &headers);
+    if !state.passwords.is_enabled() {
+        return login_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            &csrf,
+            grant.as_ref(),
+            "",
+            Some("Password sign-in is disabled on this server."),
+        );
+    }
+    let mut rng = state.rng.rng();
+    let result = browser_login::login(
+        state.repos.as_ref(),
+        state.clock.as_ref(),
+        &mut rng,
+        &state.passwords,
+        &state.config.matrix.homeserver,
+        &form.username,
+        Zeroizing::new(form.password),
+        user_agent(&headers),
+        session::session_id(&state, &headers),
+    )
+    .await;
+    match result {
+        Ok(logged_in) => {
+            let cookie = session::session_cookie(&state, logged_in.session.id);
+            let target = match &grant {
+                Some((g, _)) => consent_path(g.id),
+                None => "/".to_owned(),
+            };
+            see_other(&state, &target, &PageOpts::default().cookie(cookie))
+        }
+        // One answer for unknown users and wrong passwords (S38).
+        Err(LoginError::InvalidCredentials) => login_page(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            &csrf,
+            grant.as_ref(),
+            &form.username,
+            Some("Wrong username or password."),
+        ),
+        Err(LoginError::Locked) => error_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            "This account is locked or deactivated. Contact the server administrator.",
+            grant.as_ref().map(|(_, c)| c),
+        ),
+        Err(LoginError::Password(e)) => password_error(&state, &e),
+        Err(LoginError::Storage(e)) => internal(&state, &e),
+    }
+}
+
+/// A hashing failure: 503 when the pool is saturated (retry later).
+pub(super) fn password_error(state: &AppState, e: &PasswordError) -> Response {
+    match e {
+        PasswordError::Busy => {
+            tracing::warn!("password hashing pool saturated");
+            let mut r = error_page(
+                state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many sign-ins right now. Try again in a few seconds.",
+                None,
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
+        PasswordError::Disabled => error_page(
+            state,
+            StatusCode::FORBIDDEN,
+            "Password sign-in is disabled on this server.",
+            None,
+        ),
+        other => {
+            tracing::error!(error = %other, "password hashing failed");
+            error_page(
+                state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side.",
+                None,
+            )
+        }
+    }
+}

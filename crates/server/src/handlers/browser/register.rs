@@ -1,0 +1,151 @@
+//! `/register`: self-service password registration (`prompt=create`).
+
+use axum::{
+    body::Bytes,
+    extract::{RawQuery, State},
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use minijinja::context;
+use serde::Deserialize;
+use vestibule_domain::{
+    Ulid,
+    oauth2::{AuthorizationGrant, Client},
+};
+use zeroize::Zeroizing;
+
+use super::{
+    PageOpts, check_csrf, consent_path, internal, login::PageQuery, login::load_grant,
+    login::password_error, parse_form, render, see_other, user_agent,
+};
+use crate::{
+    AppState, csrf,
+    flows::browser_login::{self, RegisterError},
+    session,
+};
+
+/// Whether the registration form is offered: password registration is
+/// enabled and needs neither an email verification nor a registration token
+/// (neither is implemented yet, and skipping them would bypass the
+/// operator's policy).
+pub(super) fn registration_open(state: &AppState) -> bool {
+    let a = &state.config.account;
+    state.passwords.is_enabled()
+        && a.password_registration_enabled
+        && !a.password_registration_email_required
+        && !a.registration_token_required()
+}
+
+#[derive(Deserialize)]
+struct RegisterForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    grant: Option<String>,
+}
+
+fn register_page(
+    state: &AppState,
+    status: StatusCode,
+    csrf: &csrf::CsrfToken,
+    grant: Option<&(AuthorizationGrant, Client)>,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
+    render(
+        state,
+        status,
+        "register.html",
+        context! {
+            csrf => csrf.token.clone(),
+            grant_id => grant.map(|(g, _)| g.id.to_string()),
+            username,
+            error,
+            registration_enabled => registration_open(state),
+        },
+        &PageOpts::default().cookie(csrf.set_cookie.clone()),
+    )
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let q = PageQuery::parse(query.as_deref());
+    let grant = match load_grant(&state, q.grant_id()).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let csrf = csrf::issue(&state, &headers);
+    register_page(&state, StatusCode::OK, &csrf, grant.as_ref(), "", None)
+}
+
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let form: RegisterForm = match parse_form(&state, &headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_csrf(&state, &headers, form.csrf.as_deref()) {
+        return r;
+    }
+    let grant_id = form
+        .grant
+        .as_deref()
+        .and_then(|g| Ulid::from_string(g).ok());
+    let grant = match load_grant(&state, grant_id).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let csrf = csrf::issue(&state, &headers);
+    if !registration_open(&state) {
+        return register_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            &csrf,
+            grant.as_ref(),
+            "",
+            None,
+        );
+    }
+    let mut rng = state.rng.rng();
+    let result = browser_login::register(
+        state.repos.as_ref(),
+        state.clock.as_ref(),
+        &mut rng,
+        &state.passwords,
+        &state.config.matrix.homeserver,
+        &form.username,
+        Zeroizing::new(form.password),
+        user_agent(&headers),
+        session::session_id(&state, &headers),
+    )
+    .await;
+    let refuse = |msg: &str| {
+        register_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            &csrf,
+            grant.as_ref(),
+            &form.username,
+            Some(msg),
+        )
+    };
+    match result {
+        Ok(done) => {
+            let cookie = session::session_cookie(&state, done.session.id);
+            let target = match &grant {
+                Some((g, _)) => consent_path(g.id),
+                None => "/".to_owned(),
+            };
+            see_other(&state, &target, &PageOpts::default().cookie(cookie))
+        }
+        Err(RegisterError::InvalidUsername(m)) => refuse(m),
+        Err(RegisterError::Taken) => refuse("This username is taken."),
+        Err(RegisterError::Policy(p)) => refuse(&p.to_string()),
+        Err(RegisterError::Password(e)) => password_error(&state, &e),
+        Err(RegisterError::Storage(e)) => internal(&state, &e),
+    }
+}

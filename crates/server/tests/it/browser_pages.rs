@@ -1,0 +1,289 @@
+//! Templates, assets and the security headers of every page.
+#![allow(
+    clippy::many_single_char_names,
+    reason = "t(est app), b(rowser), r(esponse) read well here"
+)]
+
+use axum::http::StatusCode;
+use vestibule_domain::oauth2::ClientAuthMethod;
+use vestibule_server::{Resources, templates::TEMPLATES};
+
+use crate::{
+    browser_helpers::{Browser, PASSWORD, add_client, add_user, authorize_uri, hidden},
+    harness::TestApp,
+};
+
+const CB: &str = "https://client.example/cb";
+
+#[tokio::test]
+async fn every_template_renders_with_sample_data() {
+    let t = TestApp::new("https://auth.example.org/").await;
+    let base = serde_json::json!({
+        "service_name": "Example Auth",
+        "homeserver": "example.org",
+        "csrf": "TOKEN123",
+        "grant_id": "01J0000000000000000000GRNT",
+    });
+    let samples: &[(&str, serde_json::Value, &[&str])] = &[
+        (
+            "login.html",
+            serde_json::json!({"passwords_enabled": true, "username": "alice", "client_name": "Element", "error": "Wrong username or password.", "registration_enabled": true}),
+            &[
+                "Sign in",
+                "Element",
+                "value=\"alice\"",
+                "Wrong username or password.",
+                "name=\"csrf\" value=\"TOKEN123\"",
+                "https://auth.example.org/login",
+                "Create an account",
+            ],
+        ),
+        (
+            "register.html",
+            serde_json::json!({"registration_enabled": true}),
+            &[
+                "Create an account",
+                "@username:example.org",
+                "https://auth.example.org/register",
+            ],
+        ),
+        (
+            "register.html",
+            serde_json::json!({"registration_enabled": false}),
+            &["Registration is closed"],
+        ),
+        (
+            "consent.html",
+            serde_json::json!({"client": {"name": "Element", "uri": "https://element.example/", "logo_uri": "https://element.example/logo.png", "verified": false}, "scopes": ["Use your Matrix account", "Access the homeserver as an administrator"], "matrix_user_id": "@alice:example.org", "consent_path": "/consent/01J0000000000000000000GRNT", "redirect_host": "element.example"}),
+            &[
+                "Element",
+                "https://element.example/",
+                "logo.png",
+                "Use your Matrix account",
+                "Access the homeserver as an administrator",
+                "@alice:example.org",
+                "not been verified",
+                "value=\"allow\"",
+                "value=\"deny\"",
+            ],
+        ),
+        (
+            "logout.html",
+            serde_json::json!({"matrix_user_id": "@alice:example.org"}),
+            &[
+                "Sign out?",
+                "@alice:example.org",
+                "https://auth.example.org/logout",
+            ],
+        ),
+        (
+            "logout.html",
+            serde_json::json!({}),
+            &["You are signed out"],
+        ),
+        (
+            "index.html",
+            serde_json::json!({"matrix_user_id": "@alice:example.org"}),
+            &["@alice:example.org"],
+        ),
+        (
+            "error.html",
+            serde_json::json!({"title": "Oops", "message": "The redirect_uri is not registered", "back_uri": "https://element.example/", "back_name": "Element"}),
+            &["Oops", "not registered", "Go back to Element"],
+        ),
+        (
+            "error.html",
+            serde_json::json!({"title": "Oops", "message": "m"}),
+            &["Go to the start page", "https://auth.example.org/"],
+        ),
+        (
+            "form_post.html",
+            serde_json::json!({"redirect_uri": "https://element.example/cb", "params": [["code", "abc"], ["state", "<x>"]]}),
+            &[
+                "action=\"https://element.example/cb\"",
+                "name=\"code\" value=\"abc\"",
+                "&lt;x&gt;",
+                "<button",
+            ],
+        ),
+    ];
+    let mut rendered = std::collections::BTreeSet::new();
+    for (name, extra, expect) in samples {
+        let mut ctx = base.clone();
+        ctx.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let html = t
+            .state
+            .templates
+            .render(name, minijinja::Value::from_serialize(&ctx))
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        for s in *expect {
+            assert!(html.contains(s), "{name} lacks {s:?}:\n{html}");
+        }
+        assert!(
+            html.contains("/assets/style."),
+            "{name} links the stylesheet"
+        );
+        rendered.insert(*name);
+    }
+    for (name, _) in TEMPLATES {
+        assert!(
+            *name == "base.html" || rendered.contains(name),
+            "{name} has no sample"
+        );
+    }
+    t.db.cleanup().await;
+}
+
+#[tokio::test]
+async fn template_override_directory_replaces_an_embedded_template() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("error.html"),
+        "{% extends \"base.html\" %}{% block content %}CUSTOM {{ message }}{% endblock %}",
+    )
+    .unwrap();
+    let path = dir.path().to_owned();
+    let t = TestApp::with_config("http://127.0.0.1:8080/", |c| c.templates.path = Some(path)).await;
+    let mut b = Browser::new(&t);
+    let r = b.get("/authorize?client_id=unknown").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("CUSTOM"), "{}", r.body);
+    let login = b.get("/login").await;
+    assert!(login.body.contains("Sign in"), "others stay embedded");
+    t.db.cleanup().await;
+}
+
+fn assert_page_headers(r: &crate::browser_helpers::Resp, what: &str, https: bool) {
+    let csp = r
+        .header("content-security-policy")
+        .unwrap_or_else(|| panic!("{what}: no CSP"));
+    for part in [
+        "default-src 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(part), "{what}: {csp}");
+    }
+    assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{what}");
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
+    assert_eq!(
+        r.header("cross-origin-opener-policy"),
+        Some("same-origin"),
+        "{what}"
+    );
+    assert_eq!(r.header("cache-control"), Some("no-store"), "{what}");
+    if https {
+        assert_eq!(
+            r.header("strict-transport-security"),
+            Some("max-age=31536000"),
+            "{what}"
+        );
+    } else {
+        assert!(r.header("strict-transport-security").is_none(), "{what}");
+    }
+}
+
+/// Every absolute URL in the page is ours (no third-party origins), except
+/// the allowed ones.
+fn assert_only_our_origin(body: &str, ours: &str, allowed: &[&str]) {
+    for (i, _) in body.match_indices("http") {
+        let rest = &body[i..];
+        if rest.starts_with("https://") || rest.starts_with("http://") {
+            assert!(
+                rest.starts_with(ours) || allowed.iter().any(|a| rest.starts_with(a)),
+                "third-party URL in page: {}",
+                &rest[..rest.len().min(60)]
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn security_headers_on_every_page() {
+    for base in ["https://auth.example.org/", "http://127.0.0.1:8080/"] {
+        let https = base.starts_with("https");
+        let t = TestApp::new(base).await;
+        add_user(&t.state, "alice", PASSWORD).await;
+        let client = add_client(&t.state, ClientAuthMethod::None, &[CB]).await;
+        let mut b = Browser::new(&t);
+        let r = b.get(&authorize_uri(&client.client_id, CB, &[])).await;
+        assert_page_headers(&r, "authorize redirect", https);
+        let consent_path = b.path_of(r.location().unwrap());
+        let bad = b.get(&authorize_uri("nope", CB, &[])).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_page_headers(&bad, "authorize error page", https);
+        assert_only_our_origin(&bad.body, base, &[]);
+        let login = b.get("/login").await;
+        assert_page_headers(&login, "login", https);
+        assert_only_our_origin(&login.body, base, &[]);
+        let grant = consent_path.trim_start_matches("/consent/").to_owned();
+        b.login("alice", PASSWORD, Some(&grant)).await;
+        let consent = b.get(&consent_path).await;
+        assert_eq!(consent.status, StatusCode::OK);
+        assert_page_headers(&consent, "consent", https);
+        assert!(
+            consent
+                .header("content-security-policy")
+                .unwrap()
+                .contains("https://client.example"),
+            "the redirect after the consent form is allowed"
+        );
+        assert_only_our_origin(&consent.body, base, &["https://client.example/"]);
+        let logout = b.get("/logout").await;
+        assert_page_headers(&logout, "logout", https);
+        let register = b.get("/register").await;
+        assert_page_headers(&register, "register", https);
+        let index = b.get("/").await;
+        assert_page_headers(&index, "index", https);
+        let csrf = hidden(&consent.body, "csrf").unwrap();
+        let done = b
+            .post(&consent_path, &[("csrf", &csrf), ("action", "allow")])
+            .await;
+        assert_page_headers(&done, "redirect to the client", https);
+        t.db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn assets_are_content_hashed_and_cached_forever_and_urls_follow_the_prefix() {
+    let t = TestApp::new("https://example.org/auth/").await;
+    let mut b = Browser::with_router(&t, t.router(&Resources::all(), Some("/auth")));
+    let login = b.get("/auth/login").await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(
+        login
+            .body
+            .contains("action=\"https://example.org/auth/login\""),
+        "{}",
+        login.body
+    );
+    let start = login
+        .body
+        .find("https://example.org/auth/assets/style.")
+        .unwrap();
+    let end = login.body[start..].find('"').unwrap() + start;
+    let url = &login.body[start..end];
+    let path = url.trim_start_matches("https://example.org");
+    let css = b.get(path).await;
+    assert_eq!(css.status, StatusCode::OK, "{path}");
+    assert_eq!(
+        css.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert!(css.header("content-type").unwrap().starts_with("text/css"));
+    assert!(css.body.contains("font-family"));
+    assert_eq!(
+        b.get("/auth/assets/style.0000000000000000.css")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    t.db.cleanup().await;
+}
