@@ -90,17 +90,23 @@ pub fn issue(state: &AppState, headers: &HeaderMap) -> CsrfToken {
     CsrfToken { token, set_cookie }
 }
 
-/// Refuses cross-site POSTs: an `Origin` other than `public_base`'s
-/// (including `null`), or `Sec-Fetch-Site: cross-site` / `same-site`.
+/// Refuses cross-site POSTs: `Sec-Fetch-Site: cross-site` / `same-site`, or
+/// an `Origin` other than `public_base`'s.
+///
+/// `Origin: null` is what browsers send for a form POST from a page whose
+/// `Referrer-Policy` is `no-referrer` (Fetch standard, "append a request
+/// `Origin` header") — i.e. from our own pages. It is accepted only when the
+/// browser does not also say the request is cross-site; the CSRF token is
+/// still required either way.
 pub fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), CsrfError> {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && matches!(site, "cross-site" | "same-site")
-    {
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if matches!(site, Some("cross-site" | "same-site")) {
         return Err(CsrfError::CrossSite);
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let ours = state.urls.public_base().origin().ascii_serialization();
-        if origin.as_bytes() != ours.as_bytes() {
+        let null_from_our_page = origin.as_bytes() == b"null" && site.is_none_or(|s| s == "same-origin");
+        if origin.as_bytes() != ours.as_bytes() && !null_from_our_page {
             return Err(CsrfError::CrossSite);
         }
     }
