@@ -6,9 +6,12 @@
 
 pub mod bootstrap;
 pub mod cached;
+pub mod client_auth;
 pub mod error;
 pub mod extract;
+pub mod flows;
 pub mod handlers;
+pub mod id_token;
 pub mod listeners;
 pub mod routes;
 pub mod state;

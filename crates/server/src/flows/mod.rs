@@ -1,0 +1,10 @@
+//! Use cases. A flow takes the repository (one transaction), the clock, the
+//! rng and settings as parameters, and returns domain values or its own error
+//! enum; handlers map that enum to the protocol's body.
+
+pub mod introspection;
+pub mod revocation;
+pub mod session;
+pub mod token;
+pub mod tokens;
+pub mod userinfo;
