@@ -243,16 +243,13 @@ async fn authorization_code(
         }
         Err(e) => return Err(e.into()),
     }
-    let tokens = issue_pair(
-        repo,
-        ctx.clock,
-        rng,
-        ctx.format,
-        ctx.settings,
-        &session,
-        None,
-    )
-    .await?;
+    // A refresh token only for a client that may use it.
+    let tokens = if client.grant_types.iter().any(|g| g == GRANT_REFRESH_TOKEN) {
+        issue_pair(repo, ctx.clock, rng, ctx.format, ctx.settings, &session, None).await?
+    } else {
+        issue_access_token(repo, ctx.clock, rng, ctx.format, ctx.settings, &session, None)
+            .await?
+    };
     let id_token = if session.scopes().any(|s| s == scope::OPENID) {
         let browser_session = match session.browser_session_id {
             Some(id) => repo.browser_sessions().lookup(id).await?,

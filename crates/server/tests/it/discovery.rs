@@ -38,12 +38,7 @@ async fn discovery_has_what_matrix_clients_require_and_nothing_that_does_not_exi
         doc["id_token_signing_alg_values_supported"],
         serde_json::json!(["ES256"])
     );
-    for missing in [
-        "authorization_endpoint",
-        "token_endpoint",
-        "registration_endpoint",
-        "revocation_endpoint",
-    ] {
+    for missing in ["authorization_endpoint", "registration_endpoint"] {
         assert!(
             doc.get(missing).is_none(),
             "{missing} is advertised before it exists"

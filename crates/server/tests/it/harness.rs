@@ -11,26 +11,39 @@ use vestibule_storage_sql::testing::TestDatabase;
 pub struct TestApp {
     pub state: AppState,
     pub db: TestDatabase,
+    /// The state's clock, to move time in tests.
+    pub clock: Arc<MockClock>,
 }
 
 impl TestApp {
     /// A state on a fresh SQLite database with one P-256 key.
     pub async fn new(public_base: &str) -> Self {
         let db = TestDatabase::sqlite().await.expect("sqlite");
+        Self::with(db, public_base, |_| {})
+    }
+
+    /// A state on the given database, with a config adjusted by `configure`.
+    pub fn with(
+        db: TestDatabase,
+        public_base: &str,
+        configure: impl FnOnce(&mut vestibule_config::Config),
+    ) -> Self {
         let key = vestibule_keys::generate_ec_p256(&mut rand::rngs::OsRng);
         let keystore = Keystore::new(vec![(Some("test-key".to_owned()), key)]).expect("keystore");
         let mut config = vestibule_config::Config::default();
         config.http.public_base = public_base.parse().expect("url");
         "example.org".clone_into(&mut config.matrix.homeserver);
+        configure(&mut config);
+        let clock = Arc::new(MockClock::default());
         let state = AppState::new(
             Arc::new(db.storage.clone()),
-            Arc::new(MockClock::default()),
+            clock.clone(),
             RngSource::seeded(42),
             keystore,
             Encrypter::new(&[7; 32]),
             config,
         );
-        Self { state, db }
+        Self { state, db, clock }
     }
 
     pub fn router(&self, resources: &Resources, prefix: Option<&str>) -> Router {

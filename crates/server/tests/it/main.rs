@@ -3,3 +3,5 @@
 
 mod discovery;
 mod harness;
+mod oauth2_support;
+mod oauth2_token;
