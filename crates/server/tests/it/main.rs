@@ -5,3 +5,4 @@ mod discovery;
 mod harness;
 mod oauth2_support;
 mod oauth2_token;
+mod oauth2_refresh;

@@ -33,6 +33,8 @@ pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 pub const CLIENT_SECRET: &str = "s3cret-of-the-client";
 pub const SCOPE: &str = "openid urn:matrix:client:api:* urn:matrix:client:device:ABCDEFGHIJ";
 
+static NEXT_USER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 pub struct Fx {
     pub t: TestApp,
     pub app: Router,
@@ -179,7 +181,11 @@ impl Fx {
     pub async fn grant_for(&self, client: &Client, user: Option<User>, opts: GrantOpts<'_>) -> Granted {
         let user = match user {
             Some(u) => u,
-            None => self.user("alice", Some("alice@example.org")).await,
+            None => {
+                let n = NEXT_USER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.user(&format!("alice{n}"), Some(&format!("alice{n}@example.org")))
+                    .await
+            }
         };
         let mut repo = self.t.state.repos.write().await.unwrap();
         let mut rng = self.t.state.rng.rng();
