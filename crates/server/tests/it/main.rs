@@ -6,3 +6,4 @@ mod harness;
 mod oauth2_support;
 mod oauth2_token;
 mod oauth2_refresh;
+mod oauth2_client_auth;
