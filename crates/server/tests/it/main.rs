@@ -7,3 +7,4 @@ mod oauth2_support;
 mod oauth2_token;
 mod oauth2_refresh;
 mod oauth2_client_auth;
+mod oauth2_introspect;
