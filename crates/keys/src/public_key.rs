@@ -226,10 +226,18 @@ pub fn verify_jws_with_jwks(token: &str, jwks: &Value) -> Result<VerifiedJws, Ke
         {
             continue;
         }
-        if jwk.get("alg").and_then(Value::as_str).is_some_and(|a| a != alg) {
+        if jwk
+            .get("alg")
+            .and_then(Value::as_str)
+            .is_some_and(|a| a != alg)
+        {
             continue;
         }
-        if jwk.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
+        if jwk
+            .get("use")
+            .and_then(Value::as_str)
+            .is_some_and(|u| u != "sig")
+        {
             continue;
         }
         let Ok(key) = PublicKey::from_jwk(jwk) else {
@@ -249,7 +257,9 @@ pub fn verify_jws_with_jwks(token: &str, jwks: &Value) -> Result<VerifiedJws, Ke
     if tried {
         Err(KeyError::InvalidSignature)
     } else {
-        Err(KeyError::InvalidJwt("no registered key can verify this algorithm"))
+        Err(KeyError::InvalidJwt(
+            "no registered key can verify this algorithm",
+        ))
     }
 }
 
@@ -328,11 +338,7 @@ mod tests {
         assert!(verify_jws_with_jwks(&parts.join("."), &jwks).is_err());
 
         // alg none.
-        let none = format!(
-            "{}.{}.",
-            b64(br#"{"alg":"none"}"#),
-            b64(br#"{"iss":"c"}"#)
-        );
+        let none = format!("{}.{}.", b64(br#"{"alg":"none"}"#), b64(br#"{"iss":"c"}"#));
         assert!(verify_jws_with_jwks(&none, &jwks).is_err());
 
         // HS256 "signed" with the public key material as secret.
@@ -362,6 +368,9 @@ mod tests {
         let token = ks.sign_jwt("RS256", &json!({"x": 1})).unwrap();
         assert!(verify_jws_with_jwks(&token, &ks.jwks()).is_ok());
         let token = ks.sign_jwt("PS384", &json!({"x": 1})).unwrap();
-        assert!(verify_jws_with_jwks(&token, &ks.jwks()).is_err(), "JWKS pins alg RS256");
+        assert!(
+            verify_jws_with_jwks(&token, &ks.jwks()).is_err(),
+            "JWKS pins alg RS256"
+        );
     }
 }

@@ -33,8 +33,7 @@ pub const MAX_ASSERTION_LIFETIME: Duration = Duration::minutes(5);
 
 /// A well-formed ciphertext (24-byte nonce, 32-byte body, 16-byte tag) that
 /// never decrypts: the dummy work done for unknown clients.
-const DUMMY_CIPHERTEXT: &str =
-    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+const DUMMY_CIPHERTEXT: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 /// The client authentication parameters of a form body (RFC 6749 §2.3.1,
 /// RFC 7521 §4.2). Flattened into each endpoint's request.
@@ -122,7 +121,9 @@ pub enum ClientAuthError {
 impl From<ClientAuthError> for OAuthError {
     fn from(e: ClientAuthError) -> Self {
         match e {
-            ClientAuthError::SeveralMethods => OAuthError::new(ErrorCode::InvalidRequest, e.to_string()),
+            ClientAuthError::SeveralMethods => {
+                OAuthError::new(ErrorCode::InvalidRequest, e.to_string())
+            }
             ClientAuthError::Missing
             | ClientAuthError::BadBasicEncoding
             | ClientAuthError::UnsupportedAssertionType
@@ -254,7 +255,9 @@ fn decrypt_secret(ctx: &AuthContext<'_>, client: &Client) -> Option<Vec<u8>> {
 
 /// Dummy work matching a secret check, for unknown clients.
 fn dummy_secret_check(ctx: &AuthContext<'_>, presented: &str) {
-    let _ = ctx.encrypter.decrypt_str(CLIENT_SECRET_AAD, DUMMY_CIPHERTEXT);
+    let _ = ctx
+        .encrypter
+        .decrypt_str(CLIENT_SECRET_AAD, DUMMY_CIPHERTEXT);
     let _ = secrets_equal(presented, b"vestibule dummy client secret");
 }
 
@@ -336,8 +339,8 @@ async fn authenticate_assertion(
     // client_id.) Read unverified only to pick the keys.
     let unverified = vestibule_keys::peek_jws_claims(assertion)
         .map_err(|_| ClientAuthError::InvalidAssertion("not a JWS"))?;
-    let claimed = str_claim(&unverified, "sub")
-        .ok_or(ClientAuthError::InvalidAssertion("missing sub"))?;
+    let claimed =
+        str_claim(&unverified, "sub").ok_or(ClientAuthError::InvalidAssertion("missing sub"))?;
     if form_client_id.is_some_and(|c| c != claimed) {
         return Err(ClientAuthError::InvalidAssertion(
             "sub does not match client_id",
@@ -481,9 +484,12 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_form_urlencoded() {
-        let c = credentials(&basic("my%3Aclient:p%40ss+word"), &ClientAuthParams::default())
-            .unwrap()
-            .unwrap();
+        let c = credentials(
+            &basic("my%3Aclient:p%40ss+word"),
+            &ClientAuthParams::default(),
+        )
+        .unwrap()
+        .unwrap();
         match c {
             Credentials::ClientSecretBasic { client_id, secret } => {
                 assert_eq!(client_id, "my:client");

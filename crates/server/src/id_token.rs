@@ -15,7 +15,10 @@ pub const ID_TOKEN_LIFETIME: Duration = Duration::hours(1);
 /// Registration §2 default); when no key can do that, the first key's
 /// default algorithm.
 pub fn signing_alg(keystore: &Keystore, client: &Client) -> Result<String, KeyError> {
-    let wanted = client.id_token_signed_response_alg.as_deref().unwrap_or("RS256");
+    let wanted = client
+        .id_token_signed_response_alg
+        .as_deref()
+        .unwrap_or("RS256");
     if keystore.find(wanted).is_some() {
         return Ok(wanted.to_owned());
     }

@@ -117,7 +117,11 @@ pub fn provider_metadata(urls: &UrlBuilder, keystore: &Keystore) -> ProviderMeta
         response_modes_supported: strings(&["query", "fragment", "form_post"]),
         // Grants are added here as the token endpoint learns them; the device
         // code grant in particular makes Element offer QR login.
-        grant_types_supported: strings(&["authorization_code", "refresh_token", "client_credentials"]),
+        grant_types_supported: strings(&[
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+        ]),
         code_challenge_methods_supported: strings(&["S256"]),
         token_endpoint_auth_methods_supported: strings(&[
             "client_secret_basic",

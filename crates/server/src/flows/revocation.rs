@@ -7,7 +7,7 @@ use vestibule_storage::{BoxRepository, StorageError};
 
 use super::{
     session::end_oauth_session,
-    tokens::{find_token, FoundToken},
+    tokens::{FoundToken, find_token},
 };
 
 /// Why a revocation request failed.

@@ -198,11 +198,12 @@ async fn authorization_code(
     };
     // The code exists from the moment it is handed out (fulfilment).
     if ctx.clock.now() > fulfilled_at + ctx.settings.authorization_code_ttl {
-        return Err(TokenError::InvalidGrant("the authorization code has expired"));
+        return Err(TokenError::InvalidGrant(
+            "the authorization code has expired",
+        ));
     }
     // RFC 6749 §4.1.3: the same redirect_uri as in the authorization request.
-    let same_redirect =
-        url::Url::parse(&redirect_uri).is_ok_and(|u| u == grant.redirect_uri);
+    let same_redirect = url::Url::parse(&redirect_uri).is_ok_and(|u| u == grant.redirect_uri);
     if !same_redirect {
         return Err(TokenError::InvalidGrant("redirect_uri does not match"));
     }
@@ -234,7 +235,10 @@ async fn authorization_code(
         return Err(TokenError::InvalidGrant("the user cannot sign in"));
     };
     // The compare-and-set: one winner among concurrent exchanges.
-    let exchanged = repo.oauth2_grants().exchange(ctx.clock, grant.clone()).await;
+    let exchanged = repo
+        .oauth2_grants()
+        .exchange(ctx.clock, grant.clone())
+        .await;
     match exchanged {
         Ok(_) => {}
         Err(StorageError::ConcurrentUpdate(_) | StorageError::InvalidTransition(_)) => {
@@ -245,10 +249,27 @@ async fn authorization_code(
     }
     // A refresh token only for a client that may use it.
     let tokens = if client.grant_types.iter().any(|g| g == GRANT_REFRESH_TOKEN) {
-        issue_pair(repo, ctx.clock, rng, ctx.format, ctx.settings, &session, None).await?
+        issue_pair(
+            repo,
+            ctx.clock,
+            rng,
+            ctx.format,
+            ctx.settings,
+            &session,
+            None,
+        )
+        .await?
     } else {
-        issue_access_token(repo, ctx.clock, rng, ctx.format, ctx.settings, &session, None)
-            .await?
+        issue_access_token(
+            repo,
+            ctx.clock,
+            rng,
+            ctx.format,
+            ctx.settings,
+            &session,
+            None,
+        )
+        .await?
     };
     let id_token = if session.scopes().any(|s| s == scope::OPENID) {
         let browser_session = match session.browser_session_id {
@@ -300,7 +321,10 @@ async fn end_session_by_id(
 
 /// RFC 6749 §6: the requested scope must be a subset of the granted one.
 /// Returns the access token's own scope when narrower (`None`: the session's).
-fn narrowed_scope(session: &Session, requested: Option<&str>) -> Result<Option<String>, TokenError> {
+fn narrowed_scope(
+    session: &Session,
+    requested: Option<&str>,
+) -> Result<Option<String>, TokenError> {
     let Some(requested) = requested else {
         return Ok(None);
     };
@@ -338,8 +362,7 @@ async fn refresh_token(
         .refresh_token
         .ok_or(TokenError::MissingParameter("refresh_token"))?;
     let invalid = TokenError::InvalidGrant("invalid refresh token");
-    if ctx.format.verify(&presented)
-        != Ok(vestibule_domain::token_format::TokenType::RefreshToken)
+    if ctx.format.verify(&presented) != Ok(vestibule_domain::token_format::TokenType::RefreshToken)
     {
         return Err(invalid);
     }
@@ -527,8 +550,7 @@ async fn client_credentials(
         None => String::new(),
         Some(s) if s.trim().is_empty() => String::new(),
         Some(s) => {
-            let parsed =
-                Scope::parse(s).map_err(|_| TokenError::InvalidScope("invalid scope"))?;
+            let parsed = Scope::parse(s).map_err(|_| TokenError::InvalidScope("invalid scope"))?;
             if parsed.iter().any(user_only_scope) {
                 return Err(TokenError::InvalidScope(
                     "this scope cannot be granted without a user",

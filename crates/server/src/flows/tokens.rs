@@ -95,12 +95,17 @@ pub async fn issue_pair(
     session: &Session,
     scope: Option<&str>,
 ) -> Result<IssuedTokens, StorageError> {
-    let mut issued =
-        issue_access_token(repo, clock, rng, format, settings, session, scope).await?;
+    let mut issued = issue_access_token(repo, clock, rng, format, settings, session, scope).await?;
     let refresh_token = format.generate(TokenType::RefreshToken, rng);
     let refresh = repo
         .oauth2_refresh_tokens()
-        .add(rng, clock, session, &issued.access, &token_hash(&refresh_token))
+        .add(
+            rng,
+            clock,
+            session,
+            &issued.access,
+            &token_hash(&refresh_token),
+        )
         .await?;
     issued.refresh_token = Some(refresh_token);
     issued.refresh = Some(refresh);

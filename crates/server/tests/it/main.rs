@@ -3,8 +3,8 @@
 
 mod discovery;
 mod harness;
-mod oauth2_support;
-mod oauth2_token;
-mod oauth2_refresh;
 mod oauth2_client_auth;
 mod oauth2_introspect;
+mod oauth2_refresh;
+mod oauth2_support;
+mod oauth2_token;

@@ -50,7 +50,12 @@ async fn secret_methods_succeed_only_as_registered() {
     let post_client = fx
         .confidential_client(ClientAuthMethod::ClientSecretPost, &["client_credentials"])
         .await;
-    let res = cc_with(&fx, &[], Some(basic(&basic_client.client_id, CLIENT_SECRET))).await;
+    let res = cc_with(
+        &fx,
+        &[],
+        Some(basic(&basic_client.client_id, CLIENT_SECRET)),
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     let res = cc_with(
         &fx,
@@ -68,13 +73,21 @@ async fn secret_methods_succeed_only_as_registered() {
     assert_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
     let res = cc_with(
         &fx,
-        &[("client_id", &post_client.client_id), ("client_secret", "wrong")],
+        &[
+            ("client_id", &post_client.client_id),
+            ("client_secret", "wrong"),
+        ],
         None,
     )
     .await;
     assert_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
     // Unknown client: the same answer as a wrong secret.
-    let res = cc_with(&fx, &[], Some(basic("01J0000000000000000000UNKN", CLIENT_SECRET))).await;
+    let res = cc_with(
+        &fx,
+        &[],
+        Some(basic("01J0000000000000000000UNKN", CLIENT_SECRET)),
+    )
+    .await;
     let unknown = assert_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
     let res = cc_with(&fx, &[], Some(basic(&basic_client.client_id, "nope"))).await;
     let wrong = assert_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
@@ -122,22 +135,34 @@ async fn client_secret_jwt_is_single_use_and_checked() {
     let client = fx
         .confidential_client(ClientAuthMethod::ClientSecretJwt, &["client_credentials"])
         .await;
-    let sign = |c: &Value| vestibule_keys::sign_jws_hmac("HS256", CLIENT_SECRET.as_bytes(), c).unwrap();
+    let sign =
+        |c: &Value| vestibule_keys::sign_jws_hmac("HS256", CLIENT_SECRET.as_bytes(), c).unwrap();
     let assertion = sign(&claims(&fx, &client, "jti-1"));
     let res = with_assertion(&fx, &assertion).await;
     assert_eq!(res.status(), StatusCode::OK);
     // Replay of the same assertion.
     let res = with_assertion(&fx, &assertion).await;
     let body = assert_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
-    assert!(body["error_description"].as_str().unwrap().contains("already used"));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("already used")
+    );
 
     // aud: the issuer, or an array with the token endpoint, are fine.
     let mut c = claims(&fx, &client, "jti-2");
     c["aud"] = json!(ISSUER);
-    assert_eq!(with_assertion(&fx, &sign(&c)).await.status(), StatusCode::OK);
+    assert_eq!(
+        with_assertion(&fx, &sign(&c)).await.status(),
+        StatusCode::OK
+    );
     let mut c = claims(&fx, &client, "jti-3");
     c["aud"] = json!(["https://other.example/", TOKEN_URL]);
-    assert_eq!(with_assertion(&fx, &sign(&c)).await.status(), StatusCode::OK);
+    assert_eq!(
+        with_assertion(&fx, &sign(&c)).await.status(),
+        StatusCode::OK
+    );
 
     let mut bad = Vec::new();
     let mut c = claims(&fx, &client, "jti-4");
@@ -169,7 +194,11 @@ async fn client_secret_jwt_is_single_use_and_checked() {
     };
     bad.push((
         "alg none",
-        format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&c)),
+        format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "typ": "JWT"})),
+            b64(&c)
+        ),
     ));
     for (what, assertion) in bad {
         let res = with_assertion(&fx, &assertion).await;
@@ -198,14 +227,18 @@ async fn private_key_jwt_verifies_against_the_registered_keys() {
     params.jwks = Some(keys.jwks());
     let client = fx.client_with(params).await;
 
-    let assertion = keys.sign_jwt("RS256", &claims(&fx, &client, "k-1")).unwrap();
+    let assertion = keys
+        .sign_jwt("RS256", &claims(&fx, &client, "k-1"))
+        .unwrap();
     let res = with_assertion(&fx, &assertion).await;
     assert_eq!(res.status(), StatusCode::OK);
     let res = with_assertion(&fx, &assertion).await;
     assert_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
 
     // Two parallel uses of one fresh assertion: exactly one wins.
-    let assertion = keys.sign_jwt("RS256", &claims(&fx, &client, "k-2")).unwrap();
+    let assertion = keys
+        .sign_jwt("RS256", &claims(&fx, &client, "k-2"))
+        .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..2 {
         let app = fx.app.clone();
@@ -242,7 +275,9 @@ async fn private_key_jwt_verifies_against_the_registered_keys() {
         vestibule_keys::generate_ec_p256(&mut rand::rngs::OsRng),
     )])
     .unwrap();
-    let forged = other.sign_jwt("ES256", &claims(&fx, &client, "k-4")).unwrap();
+    let forged = other
+        .sign_jwt("ES256", &claims(&fx, &client, "k-4"))
+        .unwrap();
     let res = with_assertion(&fx, &forged).await;
     assert_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
     fx.cleanup().await;
@@ -259,7 +294,9 @@ async fn jwks_uri_is_refused_clearly() {
         vestibule_keys::generate_ec_p256(&mut rand::rngs::OsRng),
     )])
     .unwrap();
-    let assertion = keys.sign_jwt("ES256", &claims(&fx, &client, "u-1")).unwrap();
+    let assertion = keys
+        .sign_jwt("ES256", &claims(&fx, &client, "u-1"))
+        .unwrap();
     let res = with_assertion(&fx, &assertion).await;
     let body = assert_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
     assert!(
@@ -280,7 +317,11 @@ async fn revocation_and_introspection_authenticate_clients_too() {
         .await;
     for path in ["/oauth2/revoke", "/oauth2/introspect"] {
         let res = fx
-            .post_form(path, &[("token", "mat_x")], Some(basic(&client.client_id, "wrong")))
+            .post_form(
+                path,
+                &[("token", "mat_x")],
+                Some(basic(&client.client_id, "wrong")),
+            )
             .await;
         assert_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
         let res = fx
@@ -288,7 +329,11 @@ async fn revocation_and_introspection_authenticate_clients_too() {
             .await;
         assert_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
         let res = fx
-            .post_form(path, &[("token", "mat_x")], Some(basic(&client.client_id, CLIENT_SECRET)))
+            .post_form(
+                path,
+                &[("token", "mat_x")],
+                Some(basic(&client.client_id, CLIENT_SECRET)),
+            )
             .await;
         assert_eq!(res.status(), StatusCode::OK, "{path}");
     }

@@ -13,21 +13,33 @@ use crate::{
     oauth2_support::{CLIENT_SECRET, Fx, GrantOpts, HS_SECRET, SCOPE, assert_error, basic, str_of},
 };
 
+type Case<'a> = (Vec<(&'a str, &'a str)>, Option<String>);
+
 #[tokio::test]
 async fn introspection_requires_an_authenticated_caller() {
     let fx = Fx::new().await;
     let public = fx.public_client().await;
-    let cases: Vec<(Vec<(&str, &str)>, Option<String>)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (vec![("token", "mat_x")], None),
-        (vec![("token", "mat_x")], Some("Bearer not-the-secret".to_owned())),
-        (vec![("token", "mat_x"), ("client_id", &public.client_id)], None),
+        (
+            vec![("token", "mat_x")],
+            Some("Bearer not-the-secret".to_owned()),
+        ),
+        (
+            vec![("token", "mat_x"), ("client_id", &public.client_id)],
+            None,
+        ),
     ];
     for (form, auth) in cases {
         let res = fx.post_form("/oauth2/introspect", &form, auth).await;
         assert_error(res, StatusCode::UNAUTHORIZED, "invalid_client").await;
     }
     let res = fx
-        .post_form("/oauth2/introspect", &[], Some(format!("Bearer {HS_SECRET}")))
+        .post_form(
+            "/oauth2/introspect",
+            &[],
+            Some(format!("Bearer {HS_SECRET}")),
+        )
         .await;
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_request").await;
     fx.cleanup().await;
@@ -73,7 +85,9 @@ async fn active_access_token_has_exactly_the_synapse_fields() {
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(header::AUTHORIZATION, format!("Bearer {HS_SECRET}"))
         .header("X-MAS-Supports-Device-Id", "1")
-        .body(Body::from(serde_urlencoded::to_string([("token", at)]).unwrap()))
+        .body(Body::from(
+            serde_urlencoded::to_string([("token", at)]).unwrap(),
+        ))
         .unwrap();
     let v = body_json(send(&fx.app, req).await).await;
     assert_eq!(v["device_id"], "ABCDEFGHIJ");
@@ -188,7 +202,10 @@ async fn revoking_an_access_token_ends_the_session() {
     let client = fx.public_client().await;
     let g = fx.grant_for(&client, None, GrantOpts::default()).await;
     let body = fx.exchange_ok(&client, &g.code).await;
-    let (at, rt) = (str_of(&body, "access_token"), str_of(&body, "refresh_token"));
+    let (at, rt) = (
+        str_of(&body, "access_token"),
+        str_of(&body, "refresh_token"),
+    );
     let res = fx
         .post_form(
             "/oauth2/revoke",
@@ -202,11 +219,19 @@ async fn revoking_an_access_token_ends_the_session() {
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(!fx.is_active(at).await);
-    assert!(!fx.is_active(rt).await, "the refresh token dies with the session");
+    assert!(
+        !fx.is_active(rt).await,
+        "the refresh token dies with the session"
+    );
     let res = fx.refresh(&client, rt).await;
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
     let mut repo = fx.t.state.repos.read().await.unwrap();
-    let session = repo.oauth2_sessions().lookup(g.session.id).await.unwrap().unwrap();
+    let session = repo
+        .oauth2_sessions()
+        .lookup(g.session.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(session.finished_at.is_some());
 
     // Revoking by refresh token works the same way.
@@ -215,7 +240,10 @@ async fn revoking_an_access_token_ends_the_session() {
     let res = fx
         .post_form(
             "/oauth2/revoke",
-            &[("token", str_of(&body, "refresh_token")), ("client_id", &client.client_id)],
+            &[
+                ("token", str_of(&body, "refresh_token")),
+                ("client_id", &client.client_id),
+            ],
             None,
         )
         .await;
@@ -242,11 +270,10 @@ async fn revocation_of_another_clients_or_unknown_tokens() {
     assert_error(res, StatusCode::BAD_REQUEST, "unauthorized_client").await;
     assert!(fx.is_active(at).await, "not revoked");
     // Unknown, malformed: 200 (RFC 7009 §2.2).
-    let unknown = fx
-        .t
-        .state
-        .token_format
-        .generate(vestibule_domain::token_format::TokenType::AccessToken, &mut rand::rngs::OsRng);
+    let unknown = fx.t.state.token_format.generate(
+        vestibule_domain::token_format::TokenType::AccessToken,
+        &mut rand::rngs::OsRng,
+    );
     for t in [unknown.as_str(), "garbage"] {
         let res = fx
             .post_form(
@@ -274,11 +301,19 @@ async fn revocation_with_the_database_down_is_a_503() {
     let res = fx
         .post_form(
             "/oauth2/revoke",
-            &[("token", str_of(&body, "access_token")), ("client_id", &client.client_id)],
+            &[
+                ("token", str_of(&body, "access_token")),
+                ("client_id", &client.client_id),
+            ],
             None,
         )
         .await;
-    assert_error(res, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable").await;
+    assert_error(
+        res,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+    )
+    .await;
     fx.cleanup().await;
 }
 
@@ -326,7 +361,12 @@ async fn userinfo_returns_the_email_only_with_the_email_scope() {
 
     let g = fx.grant_for(&client, None, GrantOpts::default()).await;
     let body = fx.exchange_ok(&client, &g.code).await;
-    let res = userinfo(&fx, Some(&format!("Bearer {}", str_of(&body, "access_token"))), false).await;
+    let res = userinfo(
+        &fx,
+        Some(&format!("Bearer {}", str_of(&body, "access_token"))),
+        false,
+    )
+    .await;
     assert_eq!(
         body_json(res).await,
         json!({ "sub": g.user.id.to_string(), "username": g.user.username })
@@ -339,8 +379,17 @@ async fn userinfo_returns_the_email_only_with_the_email_scope() {
         res.headers()[header::WWW_AUTHENTICATE],
         "Bearer error=\"invalid_token\""
     );
-    let res = userinfo(&fx, Some(&format!("Bearer {}", str_of(&body, "refresh_token"))), false).await;
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "a refresh token is no access token");
+    let res = userinfo(
+        &fx,
+        Some(&format!("Bearer {}", str_of(&body, "refresh_token"))),
+        false,
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "a refresh token is no access token"
+    );
     let res = userinfo(&fx, None, false).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Bearer");

@@ -34,7 +34,10 @@ async fn refresh_rotates_the_refresh_token() {
     let rt1 = str_of(&first, "refresh_token");
     fx.advance(10);
     let second = refresh_ok(&fx, &client, rt1).await;
-    let (at2, rt2) = (str_of(&second, "access_token"), str_of(&second, "refresh_token"));
+    let (at2, rt2) = (
+        str_of(&second, "access_token"),
+        str_of(&second, "refresh_token"),
+    );
     assert_ne!(rt1, rt2);
     assert_ne!(str_of(&first, "access_token"), at2);
     assert_eq!(second["token_type"], "Bearer");
@@ -54,7 +57,10 @@ async fn replaying_a_used_refresh_token_ends_the_session() {
     let (client, first) = logged_in(&fx).await;
     let rt1 = str_of(&first, "refresh_token");
     let second = refresh_ok(&fx, &client, rt1).await;
-    let (at2, rt2) = (str_of(&second, "access_token"), str_of(&second, "refresh_token"));
+    let (at2, rt2) = (
+        str_of(&second, "access_token"),
+        str_of(&second, "refresh_token"),
+    );
     // The client got RT2/AT2 and used AT2 (Synapse introspected it).
     assert!(fx.is_active(at2).await);
     fx.advance(5);
@@ -147,11 +153,20 @@ async fn a_retry_after_a_lost_response_is_accepted_once() {
     let lost = refresh_ok(&fx, &client, rt1).await;
     fx.advance(10);
     let retry = refresh_ok(&fx, &client, rt1).await;
-    let (at3, rt3) = (str_of(&retry, "access_token"), str_of(&retry, "refresh_token"));
+    let (at3, rt3) = (
+        str_of(&retry, "access_token"),
+        str_of(&retry, "refresh_token"),
+    );
     // Check RT3 first: introspecting an access token marks it used.
     assert!(fx.is_active(rt3).await);
-    assert!(!fx.is_active(str_of(&lost, "refresh_token")).await, "RT2 revoked");
-    assert!(!fx.is_active(str_of(&lost, "access_token")).await, "AT2 revoked");
+    assert!(
+        !fx.is_active(str_of(&lost, "refresh_token")).await,
+        "RT2 revoked"
+    );
+    assert!(
+        !fx.is_active(str_of(&lost, "access_token")).await,
+        "AT2 revoked"
+    );
     assert!(fx.is_active(at3).await);
     // A second retry is a replay: the session ends.
     fx.advance(1);
@@ -180,7 +195,10 @@ async fn no_retry_grace_once_the_successor_access_token_was_used_or_after_60_sec
     let rt1 = str_of(&first, "refresh_token");
     let second = refresh_ok(&fx, &client, rt1).await;
     let at2 = str_of(&second, "access_token");
-    assert!(fx.is_active(at2).await, "AT2 used: the response was not lost");
+    assert!(
+        fx.is_active(at2).await,
+        "AT2 used: the response was not lost"
+    );
     fx.advance(5);
     let res = fx.refresh(&client, rt1).await;
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
@@ -233,7 +251,10 @@ async fn scope_may_narrow_but_not_widen() {
     let body = body_json(res).await;
     assert_eq!(body["scope"], narrow);
     let v = fx.introspect(str_of(&body, "access_token")).await;
-    assert_eq!(v["scope"], narrow, "the new access token has the narrower scope");
+    assert_eq!(
+        v["scope"], narrow,
+        "the new access token has the narrower scope"
+    );
     // The refresh token keeps the session's scope.
     let v = fx.introspect(str_of(&body, "refresh_token")).await;
     assert_eq!(v["scope"], SCOPE);
@@ -248,7 +269,11 @@ async fn locked_or_deactivated_users_cannot_refresh() {
     let first = fx.exchange_ok(&client, &g.code).await;
     let rt = str_of(&first, "refresh_token");
     let mut repo = fx.t.state.repos.write().await.unwrap();
-    let locked = repo.users().lock(&*fx.t.clock, g.user.clone()).await.unwrap();
+    let locked = repo
+        .users()
+        .lock(&*fx.t.clock, g.user.clone())
+        .await
+        .unwrap();
     repo.save().await.unwrap();
     let res = fx.refresh(&client, rt).await;
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
@@ -258,7 +283,10 @@ async fn locked_or_deactivated_users_cannot_refresh() {
     repo.save().await.unwrap();
     let body = refresh_ok(&fx, &client, rt).await;
     let mut repo = fx.t.state.repos.write().await.unwrap();
-    repo.users().deactivate(&*fx.t.clock, unlocked).await.unwrap();
+    repo.users()
+        .deactivate(&*fx.t.clock, unlocked)
+        .await
+        .unwrap();
     repo.save().await.unwrap();
     let res = fx.refresh(&client, str_of(&body, "refresh_token")).await;
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;

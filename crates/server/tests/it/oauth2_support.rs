@@ -148,11 +148,7 @@ impl Fx {
         self.t
             .state
             .encrypter
-            .encrypt_to_string(
-                &mut rand::rngs::OsRng,
-                b"client_secret",
-                secret.as_bytes(),
-            )
+            .encrypt_to_string(&mut rand::rngs::OsRng, b"client_secret", secret.as_bytes())
             .unwrap()
     }
 
@@ -178,21 +174,32 @@ impl Fx {
 
     /// A user with a password login in a browser session, an OAuth session
     /// for `client` and a fulfilled grant whose code is returned.
-    pub async fn grant_for(&self, client: &Client, user: Option<User>, opts: GrantOpts<'_>) -> Granted {
-        let user = match user {
-            Some(u) => u,
-            None => {
-                let n = NEXT_USER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.user(&format!("alice{n}"), Some(&format!("alice{n}@example.org")))
-                    .await
-            }
+    pub async fn grant_for(
+        &self,
+        client: &Client,
+        user: Option<User>,
+        opts: GrantOpts<'_>,
+    ) -> Granted {
+        let user = if let Some(u) = user {
+            u
+        } else {
+            let n = NEXT_USER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.user(&format!("alice{n}"), Some(&format!("alice{n}@example.org")))
+                .await
         };
         let mut repo = self.t.state.repos.write().await.unwrap();
         let mut rng = self.t.state.rng.rng();
         let clock = &*self.t.clock;
         let password = repo
             .user_passwords()
-            .add(&mut rng, clock, &user, 1, "$argon2id$v=19$test".to_owned(), None)
+            .add(
+                &mut rng,
+                clock,
+                &user,
+                1,
+                "$argon2id$v=19$test".to_owned(),
+                None,
+            )
             .await
             .unwrap();
         let browser_session = repo
@@ -253,14 +260,19 @@ impl Fx {
         }
     }
 
-    pub async fn post_form(&self, path: &str, form: &[(&str, &str)], auth: Option<String>) -> Response {
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        auth: Option<String>,
+    ) -> Response {
         let body = serde_urlencoded::to_string(form).unwrap();
         self.post_raw(path, body, auth).await
     }
 
     pub async fn post_raw(&self, path: &str, body: String, auth: Option<String>) -> Response {
-        let mut req = Request::post(path)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        let mut req =
+            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some(auth) = auth {
             req = req.header(header::AUTHORIZATION, auth);
         }
@@ -342,5 +354,7 @@ pub async fn assert_error(res: Response, status: StatusCode, error: &str) -> Val
 }
 
 pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or_else(|| panic!("{key} missing in {v}"))
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
 }

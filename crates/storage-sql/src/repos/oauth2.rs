@@ -614,8 +614,7 @@ impl TryFrom<AccessTokenRow> for AccessToken {
     }
 }
 
-const AT_COLUMNS: &str =
-    "id, session_id, created_at, expires_at, revoked_at, first_used_at, scope";
+const AT_COLUMNS: &str = "id, session_id, created_at, expires_at, revoked_at, first_used_at, scope";
 
 impl SqlAccessTokenRepository<'_> {
     async fn find_by(

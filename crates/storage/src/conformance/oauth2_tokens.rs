@@ -12,7 +12,14 @@ pub async fn access_token_scope(f: &dyn RepositoryFactory) {
     let client = add_client(&mut repo, &mut ctx).await;
     let session = repo
         .oauth2_sessions()
-        .add(&mut ctx.rng, &ctx.clock, &client, None, None, "openid email")
+        .add(
+            &mut ctx.rng,
+            &ctx.clock,
+            &client,
+            None,
+            None,
+            "openid email",
+        )
         .await
         .unwrap();
     let narrow = repo

@@ -58,8 +58,7 @@ pub(crate) async fn authenticate_client(
     headers: &HeaderMap,
     params: &ClientAuthParams,
 ) -> Result<(Client, Credentials), ClientAuthError> {
-    let credentials =
-        client_auth::credentials(headers, params)?.ok_or(ClientAuthError::Missing)?;
+    let credentials = client_auth::credentials(headers, params)?.ok_or(ClientAuthError::Missing)?;
     let audiences = [
         state.urls.issuer().as_str().to_owned(),
         state.urls.absolute::<routes::Token>().as_str().to_owned(),

@@ -55,8 +55,10 @@ impl IntoResponse for UserinfoEndpointError {
             )
                 .into_response()
         };
-        res.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
         super::no_store(res.headers_mut());
         res
     }
