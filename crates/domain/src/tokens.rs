@@ -19,6 +19,9 @@ pub struct AccessToken {
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub first_used_at: Option<DateTime<Utc>>,
+    /// The scope of this token when narrower than its session's (RFC 6749
+    /// §6: a refresh may ask for less); `None` means the session's scope.
+    pub scope: Option<String>,
 }
 
 impl AccessToken {

@@ -40,12 +40,17 @@ mod error;
 mod jwt;
 mod keystore;
 mod private_key;
+mod public_key;
 
 pub use encrypter::Encrypter;
 pub use error::KeyError;
 pub use keystore::{KeyEntry, Keystore};
 pub use private_key::{
     PrivateKey, generate_ec_p256, generate_ec_p384, generate_ed25519, generate_rsa,
+};
+pub use public_key::{
+    HMAC_ALGS, PublicKey, VerifiedJws, peek_jws_claims, peek_jws_header, sign_jws_hmac,
+    verify_jws_hmac, verify_jws_with_jwks,
 };
 
 /// Minimum RSA modulus size accepted when loading or generating keys.

@@ -42,6 +42,12 @@ pub struct ProviderMetadata {
     pub token_endpoint_auth_methods_supported: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
+    /// RFC 8414 §2.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    /// RFC 8414 §2.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub subject_types_supported: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]

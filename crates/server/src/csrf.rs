@@ -105,7 +105,8 @@ pub fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), CsrfErr
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let ours = state.urls.public_base().origin().ascii_serialization();
-        let null_from_our_page = origin.as_bytes() == b"null" && site.is_none_or(|s| s == "same-origin");
+        let null_from_our_page =
+            origin.as_bytes() == b"null" && site.is_none_or(|s| s == "same-origin");
         if origin.as_bytes() != ours.as_bytes() && !null_from_our_page {
             return Err(CsrfError::CrossSite);
         }

@@ -6,11 +6,13 @@
 
 pub mod bootstrap;
 pub mod cached;
+pub mod client_auth;
 pub mod csrf;
 pub mod error;
 pub mod extract;
 pub mod flows;
 pub mod handlers;
+pub mod id_token;
 pub mod listeners;
 pub mod passwords;
 pub mod routes;

@@ -114,12 +114,12 @@ pub fn provider_metadata(urls: &UrlBuilder, keystore: &Keystore) -> ProviderMeta
     ProviderMetadata {
         issuer: urls.issuer().clone(),
         authorization_endpoint: Some(urls.absolute::<Authorize>()),
-        token_endpoint: None,
+        token_endpoint: Some(urls.absolute::<crate::routes::Token>()),
         jwks_uri: Some(urls.absolute::<Jwks>()),
         registration_endpoint: Some(urls.absolute::<crate::routes::Registration>()),
-        userinfo_endpoint: None,
-        revocation_endpoint: None,
-        introspection_endpoint: None,
+        userinfo_endpoint: Some(urls.absolute::<crate::routes::Userinfo>()),
+        revocation_endpoint: Some(urls.absolute::<crate::routes::Revoke>()),
+        introspection_endpoint: Some(urls.absolute::<crate::routes::Introspect>()),
         device_authorization_endpoint: None,
         end_session_endpoint: None,
         scopes_supported: strings(&[
@@ -132,7 +132,11 @@ pub fn provider_metadata(urls: &UrlBuilder, keystore: &Keystore) -> ProviderMeta
         response_modes_supported: strings(&["query", "fragment", "form_post"]),
         // Grants are added here as the token endpoint learns them; the device
         // code grant in particular makes Element offer QR login.
-        grant_types_supported: strings(&["authorization_code", "refresh_token"]),
+        grant_types_supported: strings(&[
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+        ]),
         code_challenge_methods_supported: strings(&["S256"]),
         token_endpoint_auth_methods_supported: strings(&[
             "client_secret_basic",
@@ -141,7 +145,25 @@ pub fn provider_metadata(urls: &UrlBuilder, keystore: &Keystore) -> ProviderMeta
             "private_key_jwt",
             "none",
         ]),
-        token_endpoint_auth_signing_alg_values_supported: Vec::new(),
+        // client_secret_jwt (HMAC) and private_key_jwt (what client JWKs verify).
+        token_endpoint_auth_signing_alg_values_supported: strings(&[
+            "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+            "ES256", "ES384", "EdDSA",
+        ]),
+        // RFC 8414 §2: same methods as the token endpoint.
+        revocation_endpoint_auth_methods_supported: strings(&[
+            "client_secret_basic",
+            "client_secret_post",
+            "client_secret_jwt",
+            "private_key_jwt",
+            "none",
+        ]),
+        introspection_endpoint_auth_methods_supported: strings(&[
+            "client_secret_basic",
+            "client_secret_post",
+            "client_secret_jwt",
+            "private_key_jwt",
+        ]),
         subject_types_supported: strings(&["public"]),
         id_token_signing_alg_values_supported: keystore
             .signing_algorithms()

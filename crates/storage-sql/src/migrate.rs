@@ -21,12 +21,20 @@ pub struct Migration {
 
 /// Every migration, in order. Append only: never edit or remove an entry once
 /// it has landed; add a new one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
-    postgres: include_str!("../migrations/postgres/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sqlite: include_str!("../migrations/sqlite/0001_initial.sql"),
+        postgres: include_str!("../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "client_assertions_token_scope",
+        sqlite: include_str!("../migrations/sqlite/0002_client_assertions_token_scope.sql"),
+        postgres: include_str!("../migrations/postgres/0002_client_assertions_token_scope.sql"),
+    },
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationStatus {

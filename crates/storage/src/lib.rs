@@ -19,6 +19,7 @@
 //! PostgreSQL refuses further statements in a transaction that saw an error.
 
 pub mod browser_session;
+pub mod client_assertion;
 pub mod compat;
 pub mod conformance;
 pub mod device_code;
@@ -61,6 +62,9 @@ pub trait RepositoryAccess: Send {
     fn upstream_links<'c>(&'c mut self) -> Box<dyn upstream::UpstreamLinkRepository + 'c>;
     fn upstream_sessions<'c>(&'c mut self) -> Box<dyn upstream::UpstreamSessionRepository + 'c>;
     fn jobs<'c>(&'c mut self) -> Box<dyn job::JobRepository + 'c>;
+    fn oauth2_client_assertions<'c>(
+        &'c mut self,
+    ) -> Box<dyn client_assertion::ClientAssertionRepository + 'c>;
 }
 
 /// One transaction. Commit with [`Repository::save`]; drop to roll back.

@@ -141,6 +141,24 @@ pub trait AccessTokenRepository: Send {
         token_hash: &str,
         expires_after: Option<Duration>,
     ) -> Result<AccessToken, StorageError>;
+    /// Like [`AccessTokenRepository::add`], with a scope narrower than the
+    /// session's (`None`: the session's scope).
+    async fn add_with_scope(
+        &mut self,
+        rng: Rng<'_>,
+        clock: &dyn Clock,
+        session: &Session,
+        token_hash: &str,
+        expires_after: Option<Duration>,
+        scope: Option<&str>,
+    ) -> Result<AccessToken, StorageError>;
+    /// Compare-and-set: revokes the token only if it was never used and is
+    /// not revoked yet; otherwise [`StorageError::ConcurrentUpdate`].
+    async fn revoke_if_unused(
+        &mut self,
+        clock: &dyn Clock,
+        token: AccessToken,
+    ) -> Result<AccessToken, StorageError>;
     async fn lookup(&mut self, id: Ulid) -> Result<Option<AccessToken>, StorageError>;
     async fn find_by_hash(&mut self, token_hash: &str)
     -> Result<Option<AccessToken>, StorageError>;
@@ -182,6 +200,13 @@ pub trait RefreshTokenRepository: Send {
         clock: &dyn Clock,
         token: RefreshToken,
         next: &RefreshToken,
+    ) -> Result<RefreshToken, StorageError>;
+    /// Compare-and-set: revokes the token only if it is neither consumed nor
+    /// revoked; otherwise [`StorageError::ConcurrentUpdate`].
+    async fn revoke_if_unused(
+        &mut self,
+        clock: &dyn Clock,
+        token: RefreshToken,
     ) -> Result<RefreshToken, StorageError>;
     async fn revoke_all_for_session(
         &mut self,

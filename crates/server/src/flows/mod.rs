@@ -1,5 +1,12 @@
-//! Use cases: take repositories, the clock, the rng and settings; return
-//! domain values or a domain error. Handlers map them to HTTP.
+//! Use cases. A flow takes the repository (one transaction), the clock, the
+//! rng and settings as parameters, and returns domain values or its own error
+//! enum; handlers map that enum to the protocol's body.
 
 pub mod authorize;
 pub mod browser_login;
+pub mod introspection;
+pub mod revocation;
+pub mod session;
+pub mod token;
+pub mod tokens;
+pub mod userinfo;

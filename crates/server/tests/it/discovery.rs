@@ -42,16 +42,19 @@ async fn discovery_has_what_matrix_clients_require_and_nothing_that_does_not_exi
         doc["authorization_endpoint"],
         "https://auth.example.org/authorize"
     );
-    for missing in [
-        "device_authorization_endpoint",
+    for present in [
         "token_endpoint",
+        "registration_endpoint",
         "revocation_endpoint",
+        "introspection_endpoint",
+        "userinfo_endpoint",
     ] {
-        assert!(
-            doc.get(missing).is_none(),
-            "{missing} is advertised before it exists"
-        );
+        assert!(doc[present].as_str().is_some(), "{present} missing");
     }
+    assert!(
+        doc.get("device_authorization_endpoint").is_none(),
+        "device_authorization_endpoint is advertised before it exists"
+    );
     t.db.cleanup().await;
 }
 

@@ -27,12 +27,21 @@ impl TestApp {
         change: impl FnOnce(&mut vestibule_config::Config),
     ) -> Self {
         let db = TestDatabase::sqlite().await.expect("sqlite");
+        Self::with(db, public_base, change)
+    }
+
+    /// A state on the given database, with a config adjusted by `configure`.
+    pub fn with(
+        db: TestDatabase,
+        public_base: &str,
+        configure: impl FnOnce(&mut vestibule_config::Config),
+    ) -> Self {
         let key = vestibule_keys::generate_ec_p256(&mut rand::rngs::OsRng);
         let keystore = Keystore::new(vec![(Some("test-key".to_owned()), key)]).expect("keystore");
         let mut config = vestibule_config::Config::default();
         config.http.public_base = public_base.parse().expect("url");
         "example.org".clone_into(&mut config.matrix.homeserver);
-        change(&mut config);
+        configure(&mut config);
         let clock = Arc::new(MockClock::default());
         let state = AppState::new(
             Arc::new(db.storage.clone()),

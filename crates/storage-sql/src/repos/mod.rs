@@ -1,6 +1,7 @@
 //! `SqlRepository`: one transaction, every repository.
 
 mod browser_session;
+mod client_assertion;
 mod compat;
 mod device_code;
 mod job;
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use vestibule_storage::{
     Repository, RepositoryAccess, StorageError,
     browser_session::BrowserSessionRepository,
+    client_assertion::ClientAssertionRepository,
     compat::{
         CompatAccessTokenRepository, CompatRefreshTokenRepository, CompatSessionRepository,
         CompatSsoLoginRepository,
@@ -70,6 +72,7 @@ accessors! {
     upstream_links => UpstreamLinkRepository: upstream::SqlUpstreamLinkRepository<'c>,
     upstream_sessions => UpstreamSessionRepository: upstream::SqlUpstreamSessionRepository<'c>,
     jobs => JobRepository: job::SqlJobRepository<'c>,
+    oauth2_client_assertions => ClientAssertionRepository: client_assertion::SqlClientAssertionRepository<'c>,
 }
 
 #[async_trait]

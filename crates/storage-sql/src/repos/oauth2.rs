@@ -596,6 +596,7 @@ struct AccessTokenRow {
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
     first_used_at: Option<i64>,
+    scope: Option<String>,
 }
 
 impl TryFrom<AccessTokenRow> for AccessToken {
@@ -608,11 +609,12 @@ impl TryFrom<AccessTokenRow> for AccessToken {
             expires_at: opt_from_ms(r.expires_at)?,
             revoked_at: opt_from_ms(r.revoked_at)?,
             first_used_at: opt_from_ms(r.first_used_at)?,
+            scope: r.scope,
         })
     }
 }
 
-const AT_COLUMNS: &str = "id, session_id, created_at, expires_at, revoked_at, first_used_at";
+const AT_COLUMNS: &str = "id, session_id, created_at, expires_at, revoked_at, first_used_at, scope";
 
 impl SqlAccessTokenRepository<'_> {
     async fn find_by(
@@ -640,6 +642,19 @@ impl AccessTokenRepository for SqlAccessTokenRepository<'_> {
         token_hash: &str,
         expires_after: Option<Duration>,
     ) -> Result<AccessToken, StorageError> {
+        self.add_with_scope(rng, clock, session, token_hash, expires_after, None)
+            .await
+    }
+
+    async fn add_with_scope(
+        &mut self,
+        rng: Rng<'_>,
+        clock: &dyn Clock,
+        session: &Session,
+        token_hash: &str,
+        expires_after: Option<Duration>,
+        scope: Option<&str>,
+    ) -> Result<AccessToken, StorageError> {
         let now = clock.now();
         let t = AccessToken {
             id: new_id(clock, rng),
@@ -648,21 +663,44 @@ impl AccessTokenRepository for SqlAccessTokenRepository<'_> {
             expires_at: expires_after.map(|d| now + d),
             revoked_at: None,
             first_used_at: None,
+            scope: scope.map(str::to_owned),
         };
         execute!(
             self.conn,
             sqlx::query(
-                "INSERT INTO oauth2_access_tokens (id, session_id, token_hash, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5)"
+                "INSERT INTO oauth2_access_tokens (id, session_id, token_hash, created_at, expires_at, scope) \
+                 VALUES ($1, $2, $3, $4, $5, $6)"
             )
             .bind(t.id.to_string())
             .bind(t.session_id.to_string())
             .bind(token_hash)
             .bind(ms(t.created_at))
             .bind(t.expires_at.map(ms))
+            .bind(&t.scope)
         )
         .db()?;
         Ok(t)
+    }
+
+    async fn revoke_if_unused(
+        &mut self,
+        clock: &dyn Clock,
+        mut token: AccessToken,
+    ) -> Result<AccessToken, StorageError> {
+        let now = clock.now();
+        let rows = execute!(
+            self.conn,
+            sqlx::query(
+                "UPDATE oauth2_access_tokens SET revoked_at = $1 \
+                 WHERE id = $2 AND revoked_at IS NULL AND first_used_at IS NULL"
+            )
+            .bind(ms(now))
+            .bind(token.id.to_string())
+        )
+        .db()?;
+        expect_cas(rows, "access token")?;
+        token.revoked_at = Some(now);
+        Ok(token)
     }
 
     async fn lookup(&mut self, id: Ulid) -> Result<Option<AccessToken>, StorageError> {
@@ -844,6 +882,27 @@ impl RefreshTokenRepository for SqlRefreshTokenRepository<'_> {
         expect_cas(rows, "refresh token")?;
         token.consumed_at = Some(now);
         token.next_refresh_token_id = Some(next.id);
+        Ok(token)
+    }
+
+    async fn revoke_if_unused(
+        &mut self,
+        clock: &dyn Clock,
+        mut token: RefreshToken,
+    ) -> Result<RefreshToken, StorageError> {
+        let now = clock.now();
+        let rows = execute!(
+            self.conn,
+            sqlx::query(
+                "UPDATE oauth2_refresh_tokens SET revoked_at = $1 \
+                 WHERE id = $2 AND revoked_at IS NULL AND consumed_at IS NULL"
+            )
+            .bind(ms(now))
+            .bind(token.id.to_string())
+        )
+        .db()?;
+        expect_cas(rows, "refresh token")?;
+        token.revoked_at = Some(now);
         Ok(token)
     }
 

@@ -7,10 +7,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
 mod browser_sessions;
+mod client_assertions;
 mod compat;
 mod device_codes;
 mod jobs;
 mod oauth2;
+mod oauth2_tokens;
 mod upstream;
 mod users;
 
@@ -68,4 +70,7 @@ stories! {
     device_codes::device_code_lifecycle,
     upstream::upstream_providers_links_sessions,
     jobs::job_queue,
+    client_assertions::jti_is_single_use,
+    oauth2_tokens::access_token_scope,
+    oauth2_tokens::revoke_if_unused,
 }

@@ -1,0 +1,585 @@
+//! The token endpoint's grants (RFC 6749 §4.1.3, §4.4, §6).
+
+use chrono::{DateTime, Duration, Utc};
+use vestibule_domain::{
+    Clock,
+    oauth2::{AuthorizationGrantStage, Client, ClientAuthMethod, Session},
+    pkce,
+    scope::{self, Scope},
+    token_format::TokenFormat,
+    tokens::{RefreshToken, token_hash},
+    user::User,
+};
+use vestibule_keys::{KeyError, Keystore};
+use vestibule_storage::{BoxRepository, Rng, StorageError};
+
+use super::{
+    session::end_oauth_session,
+    tokens::{IssuedTokens, TokenSettings, issue_access_token, issue_pair},
+};
+use crate::id_token::{self, IdTokenClaims};
+
+/// How long after a rotation the old refresh token may be presented again
+/// when the response carrying its successor was lost (the successor and its
+/// access token still unused).
+pub const REFRESH_RETRY_WINDOW: Duration = Duration::seconds(60);
+
+pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
+pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+
+/// The token request's parameters, as sent (RFC 6749 §4.1.3, §4.4.2, §6).
+#[derive(Debug, Default, Clone)]
+pub struct TokenParams {
+    pub grant_type: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+    pub scope: Option<String>,
+}
+
+/// What a flow needs besides the repository and the rng.
+pub struct TokenContext<'a> {
+    pub clock: &'a dyn Clock,
+    pub format: &'a TokenFormat,
+    pub settings: &'a TokenSettings,
+    pub keystore: &'a Keystore,
+    /// The issuer, byte for byte as in the discovery document.
+    pub issuer: &'a str,
+    /// When the request arrived, before it waited for the database. A
+    /// refresh token consumed at or after this instant was consumed by a
+    /// request running at the same time: that is a race, not a retry.
+    pub received_at: DateTime<Utc>,
+}
+
+/// A successful exchange (RFC 6749 §5.1).
+#[derive(Debug)]
+pub struct TokenGrantResult {
+    pub tokens: IssuedTokens,
+    /// The scope granted, in the client's own spelling.
+    pub scope: String,
+    pub expires_in: i64,
+    pub id_token: Option<String>,
+}
+
+/// Why a token request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// RFC 6749 §5.2 `invalid_request`: a required parameter is missing.
+    #[error("missing parameter: {0}")]
+    MissingParameter(&'static str),
+    /// RFC 6749 §5.2 `unsupported_grant_type` (includes `password` and
+    /// `implicit`, which RFC 9700 §2.4 forbids).
+    #[error("unsupported grant type")]
+    UnsupportedGrantType,
+    /// RFC 6749 §5.2 `unauthorized_client`: the client may not use this
+    /// grant type.
+    #[error("{0}")]
+    UnauthorizedClient(&'static str),
+    /// RFC 6749 §5.2 `invalid_grant`: the code or refresh token is invalid,
+    /// expired, revoked, or was issued to another client or redirect URI.
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    /// RFC 6749 §4.1.2 `invalid_grant`: an authorization code was used twice;
+    /// the session the first use created has been ended.
+    #[error("the authorization code was already used")]
+    CodeReused,
+    /// RFC 9700 §4.14.2 `invalid_grant`: a rotated refresh token was
+    /// replayed; the whole session has been ended.
+    #[error("the refresh token was already used")]
+    RefreshTokenReplayed,
+    /// RFC 6749 §5.2 / §6 `invalid_scope`.
+    #[error("{0}")]
+    InvalidScope(&'static str),
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The ID token could not be signed (RFC 6749 §5.2 has no code for it:
+    /// `server_error`).
+    #[error("cannot sign the ID token")]
+    Signing(#[from] KeyError),
+}
+
+impl TokenError {
+    /// Whether the writes done before the error must be committed (they end
+    /// a compromised session).
+    pub fn must_commit(&self) -> bool {
+        matches!(self, Self::CodeReused | Self::RefreshTokenReplayed)
+    }
+}
+
+/// Runs the grant of a token request for an authenticated client.
+pub async fn exchange(
+    repo: &mut BoxRepository,
+    ctx: &TokenContext<'_>,
+    rng: Rng<'_>,
+    client: &Client,
+    params: TokenParams,
+) -> Result<TokenGrantResult, TokenError> {
+    let grant_type = params
+        .grant_type
+        .as_deref()
+        .ok_or(TokenError::MissingParameter("grant_type"))?;
+    let known = [
+        GRANT_AUTHORIZATION_CODE,
+        GRANT_REFRESH_TOKEN,
+        GRANT_CLIENT_CREDENTIALS,
+    ];
+    if !known.contains(&grant_type) {
+        return Err(TokenError::UnsupportedGrantType);
+    }
+    if !client.grant_types.iter().any(|g| g == grant_type) {
+        return Err(TokenError::UnauthorizedClient(
+            "the client is not allowed to use this grant type",
+        ));
+    }
+    match grant_type {
+        GRANT_AUTHORIZATION_CODE => authorization_code(repo, ctx, rng, client, params).await,
+        GRANT_REFRESH_TOKEN => refresh_token(repo, ctx, rng, client, params).await,
+        _ => client_credentials(repo, ctx, rng, client, params).await,
+    }
+}
+
+async fn valid_user(
+    repo: &mut BoxRepository,
+    session: &Session,
+) -> Result<Option<User>, StorageError> {
+    let Some(id) = session.user_id else {
+        return Ok(None);
+    };
+    Ok(repo.users().lookup(id).await?.filter(User::is_valid))
+}
+
+fn expires_in(settings: &TokenSettings) -> i64 {
+    settings.access_token_ttl.num_seconds()
+}
+
+/// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6).
+async fn authorization_code(
+    repo: &mut BoxRepository,
+    ctx: &TokenContext<'_>,
+    rng: Rng<'_>,
+    client: &Client,
+    params: TokenParams,
+) -> Result<TokenGrantResult, TokenError> {
+    let code = params.code.ok_or(TokenError::MissingParameter("code"))?;
+    let redirect_uri = params
+        .redirect_uri
+        .ok_or(TokenError::MissingParameter("redirect_uri"))?;
+    let Some(grant) = repo
+        .oauth2_grants()
+        .find_by_code_hash(&token_hash(&code))
+        .await?
+    else {
+        return Err(TokenError::InvalidGrant("unknown authorization code"));
+    };
+    // RFC 6749 §4.1.3: the code must have been issued to this client.
+    if grant.client_id != client.id {
+        return Err(TokenError::InvalidGrant(
+            "the authorization code was issued to another client",
+        ));
+    }
+    let (session_id, fulfilled_at) = match &grant.stage {
+        AuthorizationGrantStage::Fulfilled {
+            session_id,
+            fulfilled_at,
+        } => (*session_id, *fulfilled_at),
+        AuthorizationGrantStage::Exchanged { session_id, .. } => {
+            // RFC 6749 §4.1.2: used twice → revoke what the first use got.
+            end_session_by_id(repo, ctx.clock, *session_id).await?;
+            return Err(TokenError::CodeReused);
+        }
+        AuthorizationGrantStage::Pending | AuthorizationGrantStage::Cancelled { .. } => {
+            return Err(TokenError::InvalidGrant(
+                "the authorization code is not usable",
+            ));
+        }
+    };
+    // The code exists from the moment it is handed out (fulfilment).
+    if ctx.clock.now() > fulfilled_at + ctx.settings.authorization_code_ttl {
+        return Err(TokenError::InvalidGrant(
+            "the authorization code has expired",
+        ));
+    }
+    // RFC 6749 §4.1.3: the same redirect_uri as in the authorization request.
+    let same_redirect = url::Url::parse(&redirect_uri).is_ok_and(|u| u == grant.redirect_uri);
+    if !same_redirect {
+        return Err(TokenError::InvalidGrant("redirect_uri does not match"));
+    }
+    match (&grant.pkce, params.code_verifier.as_deref()) {
+        (Some(p), Some(verifier)) => {
+            if !pkce::verify(&p.challenge_method, &p.challenge, verifier) {
+                return Err(TokenError::InvalidGrant("code_verifier does not match"));
+            }
+        }
+        (Some(_), None) => {
+            return Err(TokenError::InvalidGrant("code_verifier is required"));
+        }
+        // RFC 9700 §4.8.2: a verifier for a code issued without a challenge
+        // is a downgrade attempt.
+        (None, Some(_)) => {
+            return Err(TokenError::InvalidGrant(
+                "code_verifier sent but no code_challenge was used",
+            ));
+        }
+        (None, None) => {}
+    }
+    let Some(session) = repo.oauth2_sessions().lookup(session_id).await? else {
+        return Err(TokenError::InvalidGrant("the session is gone"));
+    };
+    if !session.is_valid() {
+        return Err(TokenError::InvalidGrant("the session has ended"));
+    }
+    let Some(user) = valid_user(repo, &session).await? else {
+        return Err(TokenError::InvalidGrant("the user cannot sign in"));
+    };
+    // The compare-and-set: one winner among concurrent exchanges.
+    let exchanged = repo
+        .oauth2_grants()
+        .exchange(ctx.clock, grant.clone())
+        .await;
+    match exchanged {
+        Ok(_) => {}
+        Err(StorageError::ConcurrentUpdate(_) | StorageError::InvalidTransition(_)) => {
+            end_session_by_id(repo, ctx.clock, session_id).await?;
+            return Err(TokenError::CodeReused);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    // A refresh token only for a client that may use it.
+    let tokens = if client.grant_types.iter().any(|g| g == GRANT_REFRESH_TOKEN) {
+        issue_pair(
+            repo,
+            ctx.clock,
+            rng,
+            ctx.format,
+            ctx.settings,
+            &session,
+            None,
+        )
+        .await?
+    } else {
+        issue_access_token(
+            repo,
+            ctx.clock,
+            rng,
+            ctx.format,
+            ctx.settings,
+            &session,
+            None,
+        )
+        .await?
+    };
+    let id_token = if session.scopes().any(|s| s == scope::OPENID) {
+        let browser_session = match session.browser_session_id {
+            Some(id) => repo.browser_sessions().lookup(id).await?,
+            None => None,
+        };
+        let auth_time = match browser_session {
+            Some(bs) => repo
+                .browser_sessions()
+                .last_authentication(&bs)
+                .await?
+                .map(|a| a.created_at),
+            None => None,
+        };
+        Some(id_token::sign(
+            ctx.keystore,
+            &IdTokenClaims {
+                issuer: ctx.issuer,
+                client,
+                user: &user,
+                nonce: grant.nonce.as_deref(),
+                auth_time,
+                access_token: &tokens.access_token,
+                issued_at: ctx.clock.now(),
+            },
+        )?)
+    } else {
+        None
+    };
+    Ok(TokenGrantResult {
+        tokens,
+        scope: session.scope.clone(),
+        expires_in: expires_in(ctx.settings),
+        id_token,
+    })
+}
+
+async fn end_session_by_id(
+    repo: &mut BoxRepository,
+    clock: &dyn Clock,
+    id: vestibule_domain::Ulid,
+) -> Result<(), StorageError> {
+    let session = repo.oauth2_sessions().lookup(id).await?;
+    if let Some(session) = session {
+        end_oauth_session(repo, clock, session).await?;
+    }
+    Ok(())
+}
+
+/// RFC 6749 §6: the requested scope must be a subset of the granted one.
+/// Returns the access token's own scope when narrower (`None`: the session's).
+fn narrowed_scope(
+    session: &Session,
+    requested: Option<&str>,
+) -> Result<Option<String>, TokenError> {
+    let Some(requested) = requested else {
+        return Ok(None);
+    };
+    let wanted = Scope::parse(requested).map_err(|_| TokenError::InvalidScope("invalid scope"))?;
+    let granted = Scope::parse(&session.scope)
+        .map_err(|_| TokenError::InvalidScope("the session has no scope to narrow"))?;
+    if !wanted.is_subset(&granted) {
+        return Err(TokenError::InvalidScope(
+            "the requested scope exceeds the granted scope",
+        ));
+    }
+    if wanted == granted {
+        Ok(None)
+    } else {
+        // The client's own spelling and order.
+        Ok(Some(
+            requested
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ))
+    }
+}
+
+/// RFC 6749 §6 with rotation (RFC 9700 §4.14.2).
+async fn refresh_token(
+    repo: &mut BoxRepository,
+    ctx: &TokenContext<'_>,
+    rng: Rng<'_>,
+    client: &Client,
+    params: TokenParams,
+) -> Result<TokenGrantResult, TokenError> {
+    let presented = params
+        .refresh_token
+        .ok_or(TokenError::MissingParameter("refresh_token"))?;
+    let invalid = TokenError::InvalidGrant("invalid refresh token");
+    if ctx.format.verify(&presented) != Ok(vestibule_domain::token_format::TokenType::RefreshToken)
+    {
+        return Err(invalid);
+    }
+    let Some(token) = repo
+        .oauth2_refresh_tokens()
+        .find_by_hash(&token_hash(&presented))
+        .await?
+    else {
+        return Err(invalid);
+    };
+    let Some(session) = repo.oauth2_sessions().lookup(token.session_id).await? else {
+        return Err(invalid);
+    };
+    // RFC 6749 §6: bound to the client it was issued to.
+    if session.client_id != client.id {
+        return Err(TokenError::InvalidGrant(
+            "the refresh token was issued to another client",
+        ));
+    }
+    if !session.is_valid() {
+        return Err(TokenError::InvalidGrant("the session has ended"));
+    }
+    if valid_user(repo, &session).await?.is_none() {
+        return Err(TokenError::InvalidGrant("the user cannot sign in"));
+    }
+    let now = ctx.clock.now();
+    if token.revoked_at.is_some() {
+        // Only a successor revoked by a lost-response retry is revoked in a
+        // live session: whoever holds it was not the retrying client.
+        end_oauth_session(repo, ctx.clock, session).await?;
+        return Err(TokenError::RefreshTokenReplayed);
+    }
+    let scope = narrowed_scope(&session, params.scope.as_deref())?;
+    if let Some(consumed_at) = token.consumed_at {
+        if consumed_at >= ctx.received_at {
+            // Consumed by a request that ran at the same time as this one:
+            // the other request won the race (RFC 9700 §4.14.2 one winner).
+            return Err(TokenError::InvalidGrant(
+                "the refresh token was used by a concurrent request",
+            ));
+        }
+        if now - consumed_at <= REFRESH_RETRY_WINDOW
+            && retire_unused_successor(repo, ctx.clock, &token).await?
+        {
+            // The response carrying the successor was lost: a new pair,
+            // once (the successor is now revoked, so a second retry is a
+            // replay).
+            let tokens = issue_pair(
+                repo,
+                ctx.clock,
+                rng,
+                ctx.format,
+                ctx.settings,
+                &session,
+                scope.as_deref(),
+            )
+            .await?;
+            return Ok(refresh_result(ctx, &session, tokens, scope));
+        }
+        // RFC 9700 §4.14.2: replay of a rotated token → end the session.
+        end_oauth_session(repo, ctx.clock, session).await?;
+        return Err(TokenError::RefreshTokenReplayed);
+    }
+    if let Some(ttl) = ctx.settings.refresh_token_ttl
+        && now >= token.created_at + ttl
+    {
+        return Err(TokenError::InvalidGrant("the refresh token has expired"));
+    }
+    let tokens = issue_pair(
+        repo,
+        ctx.clock,
+        rng,
+        ctx.format,
+        ctx.settings,
+        &session,
+        scope.as_deref(),
+    )
+    .await?;
+    let Some(next) = &tokens.refresh else {
+        return Err(TokenError::InvalidGrant("no refresh token was issued"));
+    };
+    match repo
+        .oauth2_refresh_tokens()
+        .consume(ctx.clock, token, next)
+        .await
+    {
+        Ok(_) => Ok(refresh_result(ctx, &session, tokens, scope)),
+        // Lost the compare-and-set to a concurrent refresh (PostgreSQL).
+        Err(StorageError::ConcurrentUpdate(_)) => Err(TokenError::InvalidGrant(
+            "the refresh token was used by a concurrent request",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// If the consumed token's successor and the successor's access token were
+/// never used, revokes both (compare-and-set) and returns `true`.
+async fn retire_unused_successor(
+    repo: &mut BoxRepository,
+    clock: &dyn Clock,
+    token: &RefreshToken,
+) -> Result<bool, StorageError> {
+    let Some(next_id) = token.next_refresh_token_id else {
+        return Ok(false);
+    };
+    let Some(next) = repo.oauth2_refresh_tokens().lookup(next_id).await? else {
+        return Ok(false);
+    };
+    if !next.is_valid() {
+        return Ok(false);
+    }
+    let Some(at_id) = next.access_token_id else {
+        return Ok(false);
+    };
+    let Some(access) = repo.oauth2_access_tokens().lookup(at_id).await? else {
+        return Ok(false);
+    };
+    if access.first_used_at.is_some() || access.revoked_at.is_some() {
+        return Ok(false);
+    }
+    match repo
+        .oauth2_access_tokens()
+        .revoke_if_unused(clock, access)
+        .await
+    {
+        Ok(_) => {}
+        Err(StorageError::ConcurrentUpdate(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    match repo
+        .oauth2_refresh_tokens()
+        .revoke_if_unused(clock, next)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(StorageError::ConcurrentUpdate(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn refresh_result(
+    ctx: &TokenContext<'_>,
+    session: &Session,
+    tokens: IssuedTokens,
+    scope: Option<String>,
+) -> TokenGrantResult {
+    TokenGrantResult {
+        tokens,
+        scope: scope.unwrap_or_else(|| session.scope.clone()),
+        expires_in: expires_in(ctx.settings),
+        id_token: None,
+    }
+}
+
+/// Scopes that only make sense with a user, or that need an admin's say-so:
+/// never granted to a client acting for itself.
+fn user_only_scope(token: &str) -> bool {
+    token == scope::OPENID
+        || token == scope::EMAIL
+        || token == scope::PROFILE
+        || token == scope::MATRIX_API_STABLE
+        || token == scope::MATRIX_API_UNSTABLE
+        || token == scope::SYNAPSE_ADMIN
+        || token == scope::MAS_ADMIN
+        || token.starts_with(scope::MATRIX_DEVICE_STABLE_PREFIX)
+        || token.starts_with(scope::MATRIX_DEVICE_UNSTABLE_PREFIX)
+}
+
+/// RFC 6749 §4.4: a confidential client acting for itself; an access token
+/// only (§4.4.3: no refresh token).
+async fn client_credentials(
+    repo: &mut BoxRepository,
+    ctx: &TokenContext<'_>,
+    rng: Rng<'_>,
+    client: &Client,
+    params: TokenParams,
+) -> Result<TokenGrantResult, TokenError> {
+    // RFC 6749 §4.4.2: "MUST only be used by confidential clients".
+    if client.token_endpoint_auth_method == ClientAuthMethod::None {
+        return Err(TokenError::UnauthorizedClient(
+            "client_credentials is for confidential clients only",
+        ));
+    }
+    let scope = match params.scope.as_deref() {
+        None => String::new(),
+        Some(s) if s.trim().is_empty() => String::new(),
+        Some(s) => {
+            let parsed = Scope::parse(s).map_err(|_| TokenError::InvalidScope("invalid scope"))?;
+            if parsed.iter().any(user_only_scope) {
+                return Err(TokenError::InvalidScope(
+                    "this scope cannot be granted without a user",
+                ));
+            }
+            s.split(' ')
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    };
+    let session = repo
+        .oauth2_sessions()
+        .add(rng, ctx.clock, client, None, None, &scope)
+        .await?;
+    let tokens = issue_access_token(
+        repo,
+        ctx.clock,
+        rng,
+        ctx.format,
+        ctx.settings,
+        &session,
+        None,
+    )
+    .await?;
+    Ok(TokenGrantResult {
+        tokens,
+        scope,
+        expires_in: expires_in(ctx.settings),
+        id_token: None,
+    })
+}
