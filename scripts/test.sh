@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests, the storage
 # conformance suite on SQLite and PostgreSQL, HTTP tests through the
-# production router, and end-to-end tests of the `vestibule` binary.
+# production router, end-to-end tests of the `vestibule` binary, and
+# third-party clients (openid-client, headless Chromium) against a running
+# server. Installs what it needs: npm packages (tests/e2e), Debian's
+# chromium.
 #
 # PostgreSQL is required (127.0.0.1:5432, trust auth, user postgres by
 # default; override with VESTIBULE_TEST_POSTGRES_URL). A missing PostgreSQL
@@ -45,6 +48,16 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test (unit, conformance on SQLite + PostgreSQL, HTTP, end-to-end)"
 cargo test --workspace --locked --no-fail-fast
+
+step "end-to-end: third-party clients against a running vestibule (openid-client, headless Chromium)"
+if ! command -v chromium >/dev/null 2>&1; then
+  # Debian's Chromium; test tools never download their own browser here.
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+fi
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+cargo build --locked --bin vestibule
+VESTIBULE_BIN="$CARGO_TARGET_DIR/debug/vestibule" VESTIBULE_ARTIFACTS="$PWD/artifacts" \
+  node --test --test-concurrency=1 tests/e2e/
 
 step "config schema drift"
 cargo run -q -p xtask --locked -- schema --check

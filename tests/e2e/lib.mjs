@@ -1,0 +1,195 @@
+// Helpers for the end-to-end tests: run the real `vestibule` binary, talk to
+// it over HTTP like a browser would (cookie jar, HTML forms), and clean up.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+import assert from 'node:assert/strict';
+
+export const BIN = process.env.VESTIBULE_BIN ?? 'vestibule';
+export const PG_URL = process.env.VESTIBULE_TEST_POSTGRES_URL;
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export function run(args, opts = {}) {
+  return execFileSync(BIN, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], ...opts });
+}
+
+function psql(sql) {
+  execFileSync('psql', ['-X', '-q', '-d', PG_URL, '-c', sql], { stdio: 'pipe' });
+}
+
+/**
+ * A running vestibule on a free port, on SQLite or PostgreSQL, with one user.
+ * Returns { issuer, config, matrixSecret, stop() }.
+ */
+export async function startVestibule({ engine, username = 'alice', password = 'correct horse battery staple' }) {
+  const dir = mkdtempSync(join(tmpdir(), `vestibule-e2e-${engine}-`));
+  const port = await freePort();
+  const config = join(dir, 'config.yaml');
+  run(['config', 'generate', '-o', config]);
+  let dbName = null;
+  let uri;
+  if (engine === 'postgres') {
+    if (!PG_URL) throw new Error('VESTIBULE_TEST_POSTGRES_URL is not set');
+    dbName = `vestibule_test_e2e_${process.pid}_${Date.now()}`;
+    psql(`CREATE DATABASE "${dbName}"`);
+    const u = new URL(PG_URL);
+    u.pathname = `/${dbName}`;
+    uri = u.toString();
+  } else {
+    uri = `sqlite://${join(dir, 'vestibule.db')}`;
+  }
+  let yaml = readFileSync(config, 'utf8');
+  yaml = yaml
+    .replace(/uri: .*/, `uri: ${uri}`)
+    .replace(/address: 127\.0\.0\.1:8080/, `address: 127.0.0.1:${port}`)
+    .replace(/public_base: .*/, `public_base: http://127.0.0.1:${port}/`);
+  writeFileSync(config, yaml);
+  const matrixSecret = /secret: ([0-9a-f]{64})/.exec(yaml.split('matrix:')[1])[1];
+  run(['-c', config, 'database', 'migrate']);
+  run(['-c', config, 'manage', 'register-user', username, '--password', password]);
+
+  const child = spawn(BIN, ['-c', config, 'server'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server not ready in 30 s:\n${stdout}\n${stderr}`)), 30_000);
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (/^Ready$/m.test(stdout)) { clearTimeout(timer); resolve(); }
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited (${code}):\n${stdout}\n${stderr}`)); });
+  });
+  const issuer = `http://127.0.0.1:${port}/`;
+  return {
+    issuer,
+    config,
+    matrixSecret,
+    username,
+    password,
+    logs: () => `${stdout}\n${stderr}`,
+    async stop() {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const code = await exited;
+      if (dbName) psql(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+      rmSync(dir, { recursive: true, force: true });
+      return code;
+    },
+  };
+}
+
+/** A fetch that keeps cookies like a browser and never follows redirects. */
+export class Browser {
+  constructor() { this.cookies = new Map(); }
+
+  async fetch(url, init = {}) {
+    const headers = new Headers(init.headers ?? {});
+    if (this.cookies.size) headers.set('cookie', [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; '));
+    const res = await fetch(url, { ...init, headers, redirect: 'manual' });
+    for (const c of res.headers.getSetCookie()) {
+      const [pair, ...attrs] = c.split(';');
+      const i = pair.indexOf('=');
+      const name = pair.slice(0, i).trim();
+      const value = pair.slice(i + 1).trim();
+      const expired = attrs.some((a) => /max-age=0/i.test(a.trim())) || value === '';
+      if (expired) this.cookies.delete(name); else this.cookies.set(name, value);
+    }
+    return res;
+  }
+
+  /** Follows redirects while they stay on `origin`; returns the last response and its URL. */
+  async follow(url, stopAt) {
+    let current = url;
+    for (let i = 0; i < 10; i += 1) {
+      const res = await this.fetch(current);
+      const loc = res.headers.get('location');
+      if (res.status >= 300 && res.status < 400 && loc) {
+        const next = new URL(loc, current).toString();
+        if (stopAt && next.startsWith(stopAt)) return { res, url: next };
+        current = next;
+        continue;
+      }
+      return { res, url: current, body: await res.text() };
+    }
+    throw new Error('too many redirects');
+  }
+}
+
+function decode(s) {
+  return s.replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>');
+}
+
+/** Every <form> of a page: its action, method and fields (inputs and buttons). */
+export function forms(html, base) {
+  const out = [];
+  for (const m of html.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/gi)) {
+    const attr = (a, n) => (new RegExp(`${n}\\s*=\\s*"([^"]*)"`, 'i').exec(a) ?? [])[1];
+    const fields = [];
+    for (const f of m[2].matchAll(/<(input|button)\b([^>]*)>/gi)) {
+      fields.push({ tag: f[1].toLowerCase(), type: (attr(f[2], 'type') ?? '').toLowerCase(), name: attr(f[2], 'name'), value: decode(attr(f[2], 'value') ?? '') });
+    }
+    const text = decode(m[2].replace(/<[^>]*>/g, ' ')).replace(/\s+/g, ' ').trim();
+    out.push({ action: new URL(decode(attr(m[1], 'action') ?? ''), base).toString(), method: (attr(m[1], 'method') ?? 'get').toLowerCase(), fields, text });
+  }
+  return out;
+}
+
+/** Submits a form: hidden inputs kept, `values` override, one submit button chosen by value/name. */
+export async function submit(browser, form, values = {}, button) {
+  const body = new URLSearchParams();
+  for (const f of form.fields) {
+    if (!f.name) continue;
+    if (f.tag === 'button' || f.type === 'submit') continue;
+    if (f.name in values) continue;
+    body.append(f.name, f.value);
+  }
+  for (const [k, v] of Object.entries(values)) body.append(k, v);
+  if (button) {
+    const b = form.fields.find((f) => (f.tag === 'button' || f.type === 'submit') && f.name && (button.test(f.value) || button.test(f.name)));
+    if (b) body.append(b.name, b.value);
+  }
+  return browser.fetch(form.action, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: new URL(form.action).origin },
+    body: body.toString(),
+  });
+}
+
+/** Logs in and consents through the HTML pages with a plain HTTP "browser". */
+export async function loginWithHttp(server, authUrl, redirectUri, browser = new Browser()) {
+  let { res, url, body } = await browser.follow(authUrl.toString(), redirectUri);
+  assert.equal(res.status, 200, `login page: ${body}`);
+  const login = forms(body, url).find((f) => f.fields.some((x) => x.type === 'password'));
+  assert.ok(login, `a login form with a password field:\n${body}`);
+  const userField = login.fields.find((x) => x.name && /user|login|name/i.test(x.name) && x.type !== 'password' && x.type !== 'hidden');
+  const passField = login.fields.find((x) => x.type === 'password');
+  res = await submit(browser, login, { [userField.name]: server.username, [passField.name]: server.password });
+  assert.equal(res.status, 303, 'login POST answers 303 See Other (RFC 9700 §4.12)');
+  ({ res, url, body } = await browser.follow(new URL(res.headers.get('location'), url).toString(), redirectUri));
+  if (res.status === 200) {
+    // The form that grants (not the one that cancels): by its button text or
+    // a field value.
+    const grants = (f) => /\b(allow|accept|consent)\b/i.test(f.text) || f.fields.some((x) => /^(allow|accept|consent)$/i.test(x.value));
+    const consent = forms(body, url).find((f) => f.method === 'post' && grants(f));
+    assert.ok(consent, `a consent form:\n${body}`);
+    res = await submit(browser, consent, {}, /allow|consent|accept|continue/i);
+    assert.equal(res.status, 303, 'consent POST answers 303 See Other');
+    url = new URL(res.headers.get('location'), url).toString();
+  }
+  assert.ok(url.startsWith(redirectUri), `redirected to the client: ${url}`);
+  return new URL(url);
+}
+
