@@ -218,6 +218,27 @@ pub struct ExistingSession {
     pub last_auth_at: Option<DateTime<Utc>>,
 }
 
+/// Has the user already allowed this client this scope? An active session of
+/// the client for the user whose scope covers the request (device scopes
+/// aside: each login names a new device) counts as that consent.
+async fn has_consented(
+    repo: &mut BoxRepository,
+    user: &User,
+    client: &Client,
+    scope: &Scope,
+) -> Result<bool, StorageError> {
+    let wanted: Vec<&str> = scope.iter().filter(|t| !is_device_scope(t)).collect();
+    let sessions = repo.oauth2_sessions().list_active_for_user(user).await?;
+    Ok(sessions
+        .iter()
+        .any(|s| s.client_id == client.id && wanted.iter().all(|w| s.scopes().any(|g| g == *w))))
+}
+
+fn is_device_scope(token: &str) -> bool {
+    token.starts_with(scope::MATRIX_DEVICE_STABLE_PREFIX)
+        || token.starts_with(scope::MATRIX_DEVICE_UNSTABLE_PREFIX)
+}
+
 /// Validates an authorization request and stores its grant.
 #[allow(clippy::too_many_arguments)]
 pub async fn start(
@@ -347,6 +368,16 @@ pub async fn start(
             return fail(
                 ErrorCode::AccessDenied,
                 "the user may not request administrator access",
+            );
+        }
+        // OIDC Core §3.1.2.6: without an earlier consent, `prompt=none` must
+        // fail with consent_required. Otherwise any page could register a
+        // client for its own redirect URI and silently take a token for a
+        // signed-in visitor (S36: self-registered clients always see consent).
+        if !client.is_static && !has_consented(repo, &s.user, &client, &scope).await? {
+            return fail(
+                ErrorCode::ConsentRequired,
+                "the user has not yet allowed this application",
             );
         }
         let code = new_code(rng);

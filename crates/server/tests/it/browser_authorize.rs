@@ -257,6 +257,34 @@ async fn prompt_none_with_a_session_completes_without_ui() {
 }
 
 #[tokio::test]
+async fn prompt_none_needs_an_earlier_consent_for_this_client() {
+    // A page that registers its own client cannot silently take a token for a
+    // signed-in visitor (OIDC Core §3.1.2.6 consent_required; S36).
+    let (t, cid) = setup().await;
+    let mut b = Browser::new(&t);
+    full_flow(&mut b, &authorize_uri(&cid, CB, &[]), "alice").await;
+    let other = add_client(
+        &t.state,
+        ClientAuthMethod::None,
+        &["https://evil.example/cb"],
+    )
+    .await;
+    let r = b
+        .get(&authorize_uri(
+            &other.client_id,
+            "https://evil.example/cb",
+            &[("prompt", "none")],
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let p = params_of(r.location().unwrap(), false);
+    assert_eq!(p["error"], "consent_required", "{p:?}");
+    assert_eq!(p["iss"], ISS);
+    assert!(!p.contains_key("code"));
+    t.db.cleanup().await;
+}
+
+#[tokio::test]
 async fn prompt_login_and_max_age_force_a_new_login() {
     let (t, cid) = setup().await;
     let mut b = Browser::new(&t);

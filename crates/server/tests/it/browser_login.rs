@@ -158,7 +158,41 @@ async fn csrf_is_checked_on_every_post() {
         )
         .await;
     assert_eq!(cross.status, StatusCode::FORBIDDEN, "Sec-Fetch-Site");
+    let null_cross = a
+        .post_with(
+            "/login",
+            &[
+                ("csrf", &token_a),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+            &[("origin", "null"), ("sec-fetch-site", "cross-site")],
+        )
+        .await;
+    assert_eq!(
+        null_cross.status,
+        StatusCode::FORBIDDEN,
+        "null Origin from another site"
+    );
     assert!(session_of(&t, &a).is_none(), "no login happened");
+    // What real browsers send for a form POST from our own page, whose
+    // Referrer-Policy is no-referrer: `Origin: null` (Fetch standard).
+    let null_ours = a
+        .post_with(
+            "/login",
+            &[
+                ("csrf", &token_a),
+                ("username", "alice"),
+                ("password", "wrong password"),
+            ],
+            &[("origin", "null"), ("sec-fetch-site", "same-origin")],
+        )
+        .await;
+    assert_ne!(
+        null_ours.status,
+        StatusCode::FORBIDDEN,
+        "our own page's POST is not a CSRF"
+    );
     let ok = a
         .post_with(
             "/login",
