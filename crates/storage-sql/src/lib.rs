@@ -86,6 +86,11 @@ pub(crate) enum Pool {
 #[derive(Debug, Clone)]
 pub struct SqlStorage {
     pool: Pool,
+    /// SQLite has one writer at a time. Queueing writers here, in order,
+    /// beats SQLite's busy handler (which sleeps and retries with growing
+    /// pauses, so latency balloons under contention).
+    sqlite_writer: std::sync::Arc<tokio::sync::Semaphore>,
+    acquire_timeout: Duration,
 }
 
 impl SqlStorage {
@@ -135,7 +140,11 @@ impl SqlStorage {
                 Pool::Postgres(pool)
             }
         };
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            sqlite_writer: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            acquire_timeout: settings.connect_timeout,
+        })
     }
 
     pub fn engine(&self) -> Engine {
@@ -177,7 +186,20 @@ impl RepositoryFactory for SqlStorage {
             // Take SQLite's write lock up front so concurrent writers wait on
             // the busy timeout instead of failing on lock upgrade.
             Pool::Sqlite(p) => {
-                conn::Conn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?)
+                let permit = tokio::time::timeout(
+                    self.acquire_timeout,
+                    self.sqlite_writer.clone().acquire_owned(),
+                )
+                .await
+                .map_err(|_| {
+                    StorageError::Unavailable("timed out waiting for the SQLite writer".into())
+                })?
+                .map_err(|e| StorageError::Unavailable(Box::new(e)))?;
+                let tx = p.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                return Ok(Box::new(SqlRepository::with_writer_permit(
+                    conn::Conn::Sqlite(tx),
+                    permit,
+                )));
             }
             Pool::Postgres(p) => conn::Conn::Postgres(p.begin().await.map_err(db_err)?),
         };

@@ -32,12 +32,28 @@ use crate::conn::{Conn, DbResult};
 
 /// One database transaction on either engine.
 pub struct SqlRepository {
+    // Field order matters: the transaction is dropped (rolled back) before
+    // the SQLite writer permit is released.
     conn: Conn,
+    _writer: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl SqlRepository {
     pub(crate) fn new(conn: Conn) -> Self {
-        Self { conn }
+        Self {
+            conn,
+            _writer: None,
+        }
+    }
+
+    pub(crate) fn with_writer_permit(
+        conn: Conn,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Self {
+        Self {
+            conn,
+            _writer: Some(permit),
+        }
     }
 }
 
@@ -78,6 +94,8 @@ accessors! {
 #[async_trait]
 impl Repository for SqlRepository {
     async fn save(self: Box<Self>) -> Result<(), StorageError> {
+        // The writer permit (if any) is released when `self` is dropped,
+        // after the commit.
         match self.conn {
             Conn::Sqlite(t) => t.commit().await.db(),
             Conn::Postgres(t) => t.commit().await.db(),
