@@ -262,6 +262,7 @@ pub fn build_state(
 ) -> Result<AppState, BootstrapError> {
     let keystore = keystore(&cfg.secrets)?;
     let encrypter = encrypter(&cfg.secrets)?;
+    let homeserver = crate::homeserver::from_config(cfg).map_err(|e| config_err("matrix", e))?;
     Ok(AppState::new(
         Arc::new(storage),
         clock,
@@ -269,5 +270,6 @@ pub fn build_state(
         keystore,
         encrypter,
         cfg.clone(),
+        homeserver,
     ))
 }

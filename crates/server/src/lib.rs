@@ -9,6 +9,8 @@ pub mod cached;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod homeserver;
+pub mod jobs;
 pub mod listeners;
 pub mod routes;
 pub mod state;

@@ -12,6 +12,7 @@ use vestibule_storage::RepositoryFactory;
 
 use crate::{
     cached::CachedJson,
+    homeserver::Homeserver,
     routes::{Jwks, UrlBuilder},
 };
 
@@ -60,6 +61,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub discovery: CachedJson,
     pub jwks: CachedJson,
+    /// The homeserver's `/_synapse/mas/*` API (Synapse, or a mock in tests).
+    pub homeserver: Arc<dyn Homeserver>,
 }
 
 impl AppState {
@@ -70,6 +73,7 @@ impl AppState {
         keystore: Keystore,
         encrypter: Encrypter,
         config: Config,
+        homeserver: Arc<dyn Homeserver>,
     ) -> Self {
         let urls = UrlBuilder::new(&config.http.public_base, config.http.issuer());
         let discovery = CachedJson::new(&provider_metadata(&urls, &keystore));
@@ -86,6 +90,7 @@ impl AppState {
             config: Arc::new(config),
             discovery,
             jwks,
+            homeserver,
         }
     }
 }
