@@ -3,4 +3,7 @@
 
 mod discovery;
 mod harness;
+mod homeserver_support;
+mod homeserver_synapse;
+mod jobs_worker;
 mod registration;
