@@ -17,10 +17,10 @@ installed_version() {
 
 if [ "$(installed_version)" != "$SYNAPSE_VERSION" ]; then
   echo "installing matrix-synapse==$SYNAPSE_VERSION into $VENV" >&2
-  if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV" >&2
-  fi
-  "$VENV/bin/pip" install -q "matrix-synapse==$SYNAPSE_VERSION" >&2
+  # A fresh virtualenv each time: an old or broken one (e.g. after the
+  # system Python changed) is replaced rather than patched.
+  python3 -m venv --clear "$VENV" >&2
+  "$VENV/bin/pip" install -q --disable-pip-version-check "matrix-synapse==$SYNAPSE_VERSION" >&2
   if [ "$(installed_version)" != "$SYNAPSE_VERSION" ]; then
     echo "error: matrix-synapse $SYNAPSE_VERSION did not install into $VENV" >&2
     exit 1

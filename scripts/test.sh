@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests, the storage
 # conformance suite on SQLite and PostgreSQL, HTTP tests through the
-# production router, and end-to-end tests of the `vestibule` binary.
+# production router, homeserver tests against real Synapse, and end-to-end
+# tests of the `vestibule` binary.
 #
 # PostgreSQL is required (127.0.0.1:5432, trust auth, user postgres by
 # default; override with VESTIBULE_TEST_POSTGRES_URL). A missing PostgreSQL
@@ -43,7 +44,15 @@ cargo fmt --all --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test (unit, conformance on SQLite + PostgreSQL, HTTP, end-to-end)"
+step "Synapse for the homeserver tests (matrix-synapse in a virtualenv)"
+# Installed once into a cached virtualenv; the homeserver tests start it
+# themselves. Required here: a missing Synapse fails the run.
+VESTIBULE_SYNAPSE_VENV="$(scripts/synapse.sh)"
+export VESTIBULE_SYNAPSE_VENV
+export VESTIBULE_REQUIRE_SYNAPSE=1
+echo "$VESTIBULE_SYNAPSE_VENV"
+
+step "cargo test (unit, conformance on SQLite + PostgreSQL, HTTP, real Synapse, end-to-end)"
 cargo test --workspace --locked --no-fail-fast
 
 step "config schema drift"

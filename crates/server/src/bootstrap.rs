@@ -262,7 +262,8 @@ pub fn build_state(
 ) -> Result<AppState, BootstrapError> {
     let keystore = keystore(&cfg.secrets)?;
     let encrypter = encrypter(&cfg.secrets)?;
-    let homeserver = crate::homeserver::from_config(cfg).map_err(|e| config_err("matrix", e))?;
+    let homeserver =
+        crate::homeserver::from_config(cfg).map_err(|e| config_err(e.path, e.message))?;
     Ok(AppState::new(
         Arc::new(storage),
         clock,

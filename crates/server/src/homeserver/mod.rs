@@ -238,15 +238,31 @@ pub trait Homeserver: Send + Sync {
     async fn allow_cross_signing_reset(&self, localpart: &str) -> Result<(), HomeserverError>;
 }
 
+/// A `matrix` setting the homeserver client cannot work with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct HomeserverConfigError {
+    /// The config key, e.g. `matrix.secret`.
+    pub path: &'static str,
+    pub message: String,
+}
+
 /// The homeserver client for a config: Synapse, wrapped read-only for
 /// `matrix.kind: synapse_read_only`.
-pub fn from_config(config: &Config) -> Result<Arc<dyn Homeserver>, HomeserverError> {
+pub fn from_config(config: &Config) -> Result<Arc<dyn Homeserver>, HomeserverConfigError> {
     let matrix = &config.matrix;
     let secret = matrix
         .secret
         .as_ref()
-        .ok_or_else(|| HomeserverError::Other("matrix.secret is not set".to_owned()))?;
-    let synapse = SynapseHomeserver::new(&matrix.homeserver, &matrix.endpoint, secret.expose())?;
+        .ok_or_else(|| HomeserverConfigError {
+            path: "matrix.secret",
+            message: "missing: the homeserver's shared secret is required".to_owned(),
+        })?;
+    let synapse = SynapseHomeserver::new(&matrix.homeserver, &matrix.endpoint, secret.expose())
+        .map_err(|e| HomeserverConfigError {
+            path: "matrix.endpoint",
+            message: e.to_string(),
+        })?;
     Ok(match matrix.kind {
         HomeserverKind::Synapse => Arc::new(synapse),
         HomeserverKind::SynapseReadOnly => Arc::new(ReadOnlyHomeserver::new(Arc::new(synapse))),

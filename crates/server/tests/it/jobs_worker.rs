@@ -273,6 +273,13 @@ async fn config_kind_synapse_read_only_skips_writes() {
         .is_retryable(),
         "the plain kind does write"
     );
+
+    config.matrix.secret = None;
+    let missing = vestibule_server::homeserver::from_config(&config).map(|_| ());
+    assert!(
+        matches!(&missing, Err(e) if e.path == "matrix.secret"),
+        "{missing:?}"
+    );
 }
 
 #[tokio::test]
