@@ -103,7 +103,8 @@ impl JobWorker {
     }
 
     /// Reserves the due jobs (one batch), runs them one by one and records
-    /// each outcome in its own transaction.
+    /// each outcome in its own transaction. Fails only if the reservation
+    /// fails.
     pub async fn run_once(&self) -> Result<PassReport, StorageError> {
         let mut repo = self.repos.write().await?;
         let jobs = repo
@@ -122,48 +123,65 @@ impl JobWorker {
             ..PassReport::default()
         };
         for job in jobs {
+            let id = job.id;
             let outcome = self.execute(&job).await;
-            let mut repo = self.repos.write().await?;
-            match outcome {
-                Ok(()) => {
-                    let done = repo.jobs().complete(self.clock.as_ref(), job).await?;
-                    tracing::info!(job.id = %done.id, attempts = done.attempts, "homeserver job done");
-                    report.completed += 1;
-                }
-                Err(e) => {
-                    let message = e.to_string();
-                    let failed = repo.jobs().fail(self.clock.as_ref(), job, &message).await?;
-                    if failed.status == JobStatus::Failed {
-                        tracing::error!(
-                            job.id = %failed.id,
-                            attempts = failed.attempts,
-                            error = %message,
-                            "homeserver job failed for good"
-                        );
-                        report.failed += 1;
-                    } else {
-                        let retryable = matches!(&e, JobError::Homeserver(h) if h.is_retryable());
-                        tracing::warn!(
-                            job.id = %failed.id,
-                            attempts = failed.attempts,
-                            retry_at = %failed.scheduled_at,
-                            retryable,
-                            error = %message,
-                            "homeserver job failed; will retry"
-                        );
-                        report.rescheduled += 1;
-                    }
-                }
+            // A job whose outcome cannot be recorded (database trouble, or
+            // its lease ran out and another worker took it) is left to its
+            // lease; the rest of the batch still runs.
+            if let Err(e) = self.record(job, outcome, &mut report).await {
+                tracing::warn!(job.id = %id, error = %e, "could not record the job's outcome");
             }
-            repo.save().await?;
         }
         Ok(report)
     }
 
+    async fn record(
+        &self,
+        job: Job,
+        outcome: Result<(), JobError>,
+        report: &mut PassReport,
+    ) -> Result<(), StorageError> {
+        let mut repo = self.repos.write().await?;
+        match outcome {
+            Ok(()) => {
+                let done = repo.jobs().complete(self.clock.as_ref(), job).await?;
+                repo.save().await?;
+                tracing::info!(job.id = %done.id, attempts = done.attempts, "homeserver job done");
+                report.completed += 1;
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let failed = repo.jobs().fail(self.clock.as_ref(), job, &message).await?;
+                repo.save().await?;
+                if failed.status == JobStatus::Failed {
+                    tracing::error!(
+                        job.id = %failed.id,
+                        attempts = failed.attempts,
+                        error = %message,
+                        "homeserver job failed for good"
+                    );
+                    report.failed += 1;
+                } else {
+                    let retryable = matches!(&e, JobError::Homeserver(h) if h.is_retryable());
+                    tracing::warn!(
+                        job.id = %failed.id,
+                        attempts = failed.attempts,
+                        retry_at = %failed.scheduled_at,
+                        retryable,
+                        error = %message,
+                        "homeserver job failed; will retry"
+                    );
+                    report.rescheduled += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Polls until `shutdown` turns true: every `poll_interval`, and at once
     /// when a `schedule_*` helper wakes it. A full batch is followed by
-    /// another pass straight away. On shutdown the current job finishes;
-    /// jobs reserved but not started wait for their lease to run out.
+    /// another pass straight away. On shutdown the current pass (at most one
+    /// batch, each call bounded by the homeserver client's timeout) finishes.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut ticks = interval(self.settings.poll_interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
