@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests, the storage
 # conformance suite on SQLite and PostgreSQL, HTTP tests through the
-# production router, end-to-end tests of the `vestibule` binary, and
-# third-party clients (openid-client, headless Chromium) against a running
-# server. Installs what it needs: npm packages (tests/e2e), Debian's
-# chromium.
+# production router, homeserver tests against real Synapse, end-to-end tests
+# of the `vestibule` binary, and third-party clients (openid-client, headless
+# Chromium) against a running server. Installs what it needs: Synapse in a
+# venv, npm packages (tests/e2e), Debian's chromium.
 #
 # PostgreSQL is required (127.0.0.1:5432, trust auth, user postgres by
 # default; override with VESTIBULE_TEST_POSTGRES_URL). A missing PostgreSQL
@@ -46,7 +46,15 @@ cargo fmt --all --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test (unit, conformance on SQLite + PostgreSQL, HTTP, end-to-end)"
+step "Synapse for the homeserver tests (matrix-synapse in a virtualenv)"
+# Installed once into a cached virtualenv; the homeserver tests start it
+# themselves. Required here: a missing Synapse fails the run.
+VESTIBULE_SYNAPSE_VENV="$(scripts/synapse.sh)"
+export VESTIBULE_SYNAPSE_VENV
+export VESTIBULE_REQUIRE_SYNAPSE=1
+echo "$VESTIBULE_SYNAPSE_VENV"
+
+step "cargo test (unit, conformance on SQLite + PostgreSQL, HTTP, real Synapse, end-to-end)"
 cargo test --workspace --locked --no-fail-fast
 
 step "end-to-end: third-party clients against a running vestibule (openid-client, headless Chromium)"

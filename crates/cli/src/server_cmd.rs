@@ -96,7 +96,24 @@ pub async fn run(config: &[PathBuf], data_dir: &Path, args: ServerArgs) -> anyho
     println!("Ready");
 
     let shutdown = vestibule_server::listeners::shutdown_signal();
-    vestibule_server::listeners::serve(listeners, shutdown).await?;
+    // Homeserver jobs (provisioning, device sync) run next to the listeners
+    // and stop with them.
+    let worker = vestibule_server::jobs::JobWorker::from_state(
+        &state,
+        vestibule_server::jobs::WorkerSettings::default(),
+    );
+    let worker = tokio::spawn(worker.run(shutdown.clone()));
+    let served = vestibule_server::listeners::serve(listeners, shutdown).await;
+    if served.is_err() {
+        // Serving failed without a shutdown signal: the worker would not stop.
+        worker.abort();
+    }
+    if let Err(e) = worker.await
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "the job worker crashed");
+    }
+    served?;
     storage.close().await;
     println!("Stopped");
     Ok(())

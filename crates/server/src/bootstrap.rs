@@ -264,6 +264,8 @@ pub fn build_state(
 ) -> Result<AppState, BootstrapError> {
     let keystore = keystore(&cfg.secrets)?;
     let encrypter = encrypter(&cfg.secrets)?;
+    let homeserver =
+        crate::homeserver::from_config(cfg).map_err(|e| config_err(e.path, e.message))?;
     Ok(AppState::new(
         Arc::new(storage),
         clock,
@@ -271,5 +273,6 @@ pub fn build_state(
         keystore,
         encrypter,
         cfg.clone(),
+        homeserver,
     ))
 }

@@ -12,6 +12,8 @@ pub mod error;
 pub mod extract;
 pub mod flows;
 pub mod handlers;
+pub mod homeserver;
+pub mod jobs;
 pub mod id_token;
 pub mod listeners;
 pub mod passwords;

@@ -12,6 +12,7 @@ use vestibule_storage::RepositoryFactory;
 
 use crate::{
     cached::CachedJson,
+    homeserver::Homeserver,
     passwords::PasswordManager,
     routes::{Authorize, Jwks, UrlBuilder},
     templates::Templates,
@@ -66,6 +67,8 @@ pub struct AppState {
     pub passwords: PasswordManager,
     /// The HTML templates (embedded, `templates.path` overrides).
     pub templates: Arc<Templates>,
+    /// The homeserver's `/_synapse/mas/*` API (Synapse, or a mock in tests).
+    pub homeserver: Arc<dyn Homeserver>,
 }
 
 impl AppState {
@@ -76,6 +79,7 @@ impl AppState {
         keystore: Keystore,
         encrypter: Encrypter,
         config: Config,
+        homeserver: Arc<dyn Homeserver>,
     ) -> Self {
         let urls = UrlBuilder::new(&config.http.public_base, config.http.issuer());
         let discovery = CachedJson::new(&provider_metadata(&urls, &keystore));
@@ -101,6 +105,7 @@ impl AppState {
             jwks,
             passwords,
             templates,
+            homeserver,
         }
     }
 }

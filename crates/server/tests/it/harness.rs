@@ -5,7 +5,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 use vestibule_domain::MockClock;
 use vestibule_keys::{Encrypter, Keystore};
-use vestibule_server::{AppState, Resources, RngSource};
+use vestibule_server::{AppState, Resources, RngSource, homeserver::MockHomeserver};
 use vestibule_storage_sql::testing::TestDatabase;
 
 pub struct TestApp {
@@ -50,6 +50,7 @@ impl TestApp {
             keystore,
             Encrypter::new(&[7; 32]),
             config,
+            Arc::new(MockHomeserver::new("example.org")),
         );
         Self { state, db, clock }
     }

@@ -12,4 +12,7 @@ mod oauth2_introspect;
 mod oauth2_refresh;
 mod oauth2_support;
 mod oauth2_token;
+mod homeserver_support;
+mod homeserver_synapse;
+mod jobs_worker;
 mod registration;

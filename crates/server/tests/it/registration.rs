@@ -105,6 +105,9 @@ fn state_on(db: &TestDatabase, policy_data: Value) -> AppState {
         keystore,
         Encrypter::new(&[7; 32]),
         config,
+        Arc::new(vestibule_server::homeserver::MockHomeserver::new(
+            "example.org",
+        )),
     )
 }
 
