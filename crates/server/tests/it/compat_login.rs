@@ -117,7 +117,9 @@ async fn password_login_accepts_every_form_of_the_user() {
 
         // Another server's user id is not ours: the same answer as a wrong
         // password, and nothing stored.
-        let wrong = cx.password_login("alice", "not the password", &json!({})).await;
+        let wrong = cx
+            .password_login("alice", "not the password", &json!({}))
+            .await;
         let other = cx
             .password_login("@alice:evil.example", PASSWORD, &json!({}))
             .await;
@@ -132,7 +134,9 @@ async fn password_login_accepts_every_form_of_the_user() {
 async fn unknown_user_and_wrong_password_answer_alike() {
     let cx = Cx::new().await;
     let alice = cx.user("alice").await;
-    let wrong = cx.password_login("alice", "hunter2 hunter2", &json!({})).await;
+    let wrong = cx
+        .password_login("alice", "hunter2 hunter2", &json!({}))
+        .await;
     let unknown = cx.password_login("nobody", PASSWORD, &json!({})).await;
     wrong.assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
     unknown.assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
@@ -152,7 +156,10 @@ async fn locked_and_deactivated_users_are_told_after_the_right_password() {
     let bob = cx.user("bob").await;
     {
         let mut repo = cx.t.state.repos.write().await.unwrap();
-        repo.users().lock(&*cx.t.clock, alice.clone()).await.unwrap();
+        repo.users()
+            .lock(&*cx.t.clock, alice.clone())
+            .await
+            .unwrap();
         repo.users()
             .deactivate(&*cx.t.clock, bob.clone())
             .await
@@ -240,8 +247,12 @@ async fn device_ids_are_validated_generated_and_reused() {
 
     // Logging in again with a device id ends the session that had it; the
     // device stays.
-    let first = cx.login_ok("alice", &json!({"device_id": "TABLET0001"})).await;
-    let second = cx.login_ok("alice", &json!({"device_id": "TABLET0001"})).await;
+    let first = cx
+        .login_ok("alice", &json!({"device_id": "TABLET0001"}))
+        .await;
+    let second = cx
+        .login_ok("alice", &json!({"device_id": "TABLET0001"}))
+        .await;
     assert_eq!(second.str("device_id"), "TABLET0001");
     assert!(!cx.is_active(first.str("access_token")).await);
     assert!(cx.is_active(second.str("access_token")).await);
@@ -269,12 +280,18 @@ async fn refreshable_logins_get_an_expiring_token_and_a_refresh_token() {
     cx.advance(119);
     assert!(cx.is_active(access).await);
     cx.advance(1);
-    assert!(!cx.is_active(access).await, "expired after compat_token_ttl");
+    assert!(
+        !cx.is_active(access).await,
+        "expired after compat_token_ttl"
+    );
 
     // Without refresh tokens the token does not expire (like MAS).
     let r = cx.login_ok("alice", &json!({"refresh_token": false})).await;
     let v = cx.introspect(r.str("access_token"), true).await;
-    assert!(v.get("exp").is_none() && v.get("expires_in").is_none(), "{v}");
+    assert!(
+        v.get("exp").is_none() && v.get("expires_in").is_none(),
+        "{v}"
+    );
     cx.advance(86_400 * 365);
     assert!(cx.is_active(r.str("access_token")).await);
 }
@@ -284,14 +301,25 @@ async fn malformed_requests_get_matrix_errors() {
     let cx = Cx::new().await;
     cx.user("alice").await;
     let not_json = cx
-        .request("POST", LOGIN, Some("type=m.login.password".to_owned()), None)
+        .request(
+            "POST",
+            LOGIN,
+            Some("type=m.login.password".to_owned()),
+            None,
+        )
         .await;
     not_json.assert_error(StatusCode::BAD_REQUEST, "M_NOT_JSON");
     for (body, errcode) in [
         (json!(["m.login.password"]), "M_BAD_JSON"),
         (json!({"type": 5}), "M_BAD_JSON"),
-        (json!({"type": "m.login.password", "password": PASSWORD}), "M_BAD_JSON"),
-        (json!({"type": "m.login.password", "user": "alice"}), "M_BAD_JSON"),
+        (
+            json!({"type": "m.login.password", "password": PASSWORD}),
+            "M_BAD_JSON",
+        ),
+        (
+            json!({"type": "m.login.password", "user": "alice"}),
+            "M_BAD_JSON",
+        ),
         (json!({"type": "m.login.token"}), "M_BAD_JSON"),
         (json!({"type": "m.login.dummy"}), "M_UNRECOGNIZED"),
         (

@@ -54,7 +54,10 @@ async fn browser_flow(b: &mut Browser, user: &str) -> String {
         "the login form carries the SSO login: {}",
         page.body
     );
-    assert!(page.body.contains("client.example"), "shows where it continues to");
+    assert!(
+        page.body.contains("client.example"),
+        "shows where it continues to"
+    );
     let csrf = page.csrf();
     let r = b
         .post(
@@ -117,9 +120,13 @@ async fn sso_round_trip_gives_a_single_use_login_token() {
         );
 
         // Once only.
-        cx.post(LOGIN, &json!({"type": "m.login.token", "token": token}), None)
-            .await
-            .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+        cx.post(
+            LOGIN,
+            &json!({"type": "m.login.token", "token": token}),
+            None,
+        )
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
         assert_eq!(cx.sessions(&alice).await.len(), 1);
 
         // The approval page of a used login is gone too.
@@ -135,7 +142,11 @@ async fn a_login_token_is_valid_for_30_seconds() {
     let late = browser_flow(&mut b, "alice").await;
     cx.advance(31);
     let r = cx
-        .post(LOGIN, &json!({"type": "m.login.token", "token": late}), None)
+        .post(
+            LOGIN,
+            &json!({"type": "m.login.token", "token": late}),
+            None,
+        )
         .await;
     r.assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
     assert!(cx.sessions(&alice).await.is_empty());
@@ -148,7 +159,11 @@ async fn a_login_token_is_valid_for_30_seconds() {
     let token = params_of(done.location().unwrap(), false)["loginToken"].clone();
     cx.advance(30);
     let r = cx
-        .post(LOGIN, &json!({"type": "m.login.token", "token": token}), None)
+        .post(
+            LOGIN,
+            &json!({"type": "m.login.token", "token": token}),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
@@ -194,8 +209,9 @@ async fn the_approval_form_is_csrf_checked() {
     let page = b.get(&complete).await;
     assert_eq!(page.status, StatusCode::OK);
     let csrf = page.csrf();
-    let id = vestibule_domain::Ulid::from_string(complete.trim_start_matches("/complete-compat-sso/"))
-        .unwrap();
+    let id =
+        vestibule_domain::Ulid::from_string(complete.trim_start_matches("/complete-compat-sso/"))
+            .unwrap();
 
     let missing = b.post(&complete, &[]).await;
     assert_eq!(missing.status, StatusCode::FORBIDDEN);
@@ -214,7 +230,12 @@ async fn the_approval_form_is_csrf_checked() {
     }
     let stage = {
         let mut repo = cx.t.state.repos.read().await.unwrap();
-        repo.compat_sso_logins().lookup(id).await.unwrap().unwrap().stage
+        repo.compat_sso_logins()
+            .lookup(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .stage
     };
     assert_eq!(stage, CompatSsoLoginStage::Pending, "nothing was approved");
 
@@ -265,9 +286,46 @@ async fn unapproved_and_unknown_login_tokens_are_refused() {
         repo.save().await.unwrap();
     }
     for token in ["pending-login-token", "unknown-login-token"] {
-        cx.post(LOGIN, &json!({"type": "m.login.token", "token": token}), None)
-            .await
-            .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+        cx.post(
+            LOGIN,
+            &json!({"type": "m.login.token", "token": token}),
+            None,
+        )
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
     }
     assert!(cx.devices("alice").is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_exchanges_of_one_login_token_let_only_one_win() {
+    for db in databases().await {
+        let cx = Cx::on(db, |_| {});
+        let alice = cx.user("alice").await;
+        let mut b = cx.browser();
+        let token = browser_flow(&mut b, "alice").await;
+        let body = json!({"type": "m.login.token", "token": token});
+        let (r1, r2, r3) = tokio::join!(
+            cx.post(LOGIN, &body, None),
+            cx.post(LOGIN, &body, None),
+            cx.post(LOGIN, &body, None)
+        );
+        let ok = [&r1, &r2, &r3]
+            .iter()
+            .filter(|r| r.status == StatusCode::OK)
+            .count();
+        assert_eq!(ok, 1, "{r1:?} {r2:?} {r3:?}");
+        for r in [&r1, &r2, &r3] {
+            if r.status != StatusCode::OK {
+                r.assert_error(StatusCode::FORBIDDEN, "M_FORBIDDEN");
+            }
+        }
+        assert_eq!(cx.sessions(&alice).await.len(), 1);
+        assert_eq!(
+            cx.devices("alice").len(),
+            1,
+            "the losers' devices were removed again"
+        );
+        cx.cleanup().await;
+    }
 }

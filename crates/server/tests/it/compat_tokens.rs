@@ -31,8 +31,7 @@ async fn refresh_rotates_and_a_replay_is_refused() {
         assert!(cx.is_active(a2).await);
         let v = cx.introspect(a2, true).await;
         assert_eq!(
-            v["device_id"],
-            login.body["device_id"],
+            v["device_id"], login.body["device_id"],
             "same session, same device"
         );
 
@@ -66,9 +65,14 @@ async fn logout_ends_the_session_and_deletes_the_device() {
     let cx = Cx::new().await;
     let alice = cx.user("alice").await;
     let phone = cx
-        .login_ok("alice", &json!({"device_id": "PHONE00001", "refresh_token": true}))
+        .login_ok(
+            "alice",
+            &json!({"device_id": "PHONE00001", "refresh_token": true}),
+        )
         .await;
-    let laptop = cx.login_ok("alice", &json!({"device_id": "LAPTOP0001"})).await;
+    let laptop = cx
+        .login_ok("alice", &json!({"device_id": "LAPTOP0001"}))
+        .await;
     let token = phone.str("access_token");
     assert!(cx.is_active(token).await);
 
@@ -129,7 +133,9 @@ async fn an_expired_token_gets_a_soft_logout() {
 async fn a_failed_device_deletion_is_retried_by_the_job_worker() {
     let cx = Cx::new().await;
     let alice = cx.user("alice").await;
-    let r = cx.login_ok("alice", &json!({"device_id": "PHONE00001"})).await;
+    let r = cx
+        .login_ok("alice", &json!({"device_id": "PHONE00001"}))
+        .await;
     cx.login_ok("alice", &json!({"device_id": "LAPTOP0001"}))
         .await;
     cx.hs.set_down(true);
@@ -159,9 +165,15 @@ async fn logout_all_ends_every_compat_session_of_the_user() {
     let cx = Cx::new().await;
     let alice = cx.user("alice").await;
     let bob = cx.user("bob").await;
-    let a1 = cx.login_ok("alice", &json!({"device_id": "ALICEONE01"})).await;
-    let a2 = cx.login_ok("alice", &json!({"device_id": "ALICETWO01"})).await;
-    let b1 = cx.login_ok("bob", &json!({"device_id": "BOBONE0001"})).await;
+    let a1 = cx
+        .login_ok("alice", &json!({"device_id": "ALICEONE01"}))
+        .await;
+    let a2 = cx
+        .login_ok("alice", &json!({"device_id": "ALICETWO01"}))
+        .await;
+    let b1 = cx
+        .login_ok("bob", &json!({"device_id": "BOBONE0001"}))
+        .await;
     let r = cx
         .post(LOGOUT_ALL, &json!({}), Some(a1.str("access_token")))
         .await;
@@ -171,7 +183,10 @@ async fn logout_all_ends_every_compat_session_of_the_user() {
     assert!(!cx.is_active(a2.str("access_token")).await);
     assert!(cx.sessions(&alice).await.is_empty());
     assert!(cx.devices("alice").is_empty());
-    assert!(cx.is_active(b1.str("access_token")).await, "bob is untouched");
+    assert!(
+        cx.is_active(b1.str("access_token")).await,
+        "bob is untouched"
+    );
     assert_eq!(cx.sessions(&bob).await.len(), 1);
     assert_eq!(cx.devices("bob"), vec!["BOBONE0001".to_owned()]);
     cx.post(LOGOUT_ALL, &json!({}), Some(a2.str("access_token")))
@@ -183,7 +198,9 @@ async fn logout_all_ends_every_compat_session_of_the_user() {
 async fn compat_tokens_introspect_like_mas() {
     let cx = Cx::new().await;
     let alice = cx.user("alice").await;
-    let r = cx.login_ok("alice", &json!({"device_id": "PHONE00001"})).await;
+    let r = cx
+        .login_ok("alice", &json!({"device_id": "PHONE00001"}))
+        .await;
     let token = r.str("access_token");
     let v = cx.introspect(token, true).await;
     let iat = v["iat"].as_i64().unwrap();
@@ -211,11 +228,10 @@ async fn compat_tokens_introspect_like_mas() {
     let admin_token = "mct_admin-token-made-in-the-test";
     {
         let mut rng = cx.t.state.rng.rng();
-        let token = cx
-            .t
-            .state
-            .token_format
-            .generate(vestibule_domain::token_format::TokenType::CompatAccessToken, &mut rng);
+        let token = cx.t.state.token_format.generate(
+            vestibule_domain::token_format::TokenType::CompatAccessToken,
+            &mut rng,
+        );
         let mut repo = cx.t.state.repos.write().await.unwrap();
         let session = repo
             .compat_sessions()
@@ -247,7 +263,10 @@ async fn compat_tokens_introspect_like_mas() {
     // Locking the user makes the token inactive; unlocking revives it.
     {
         let mut repo = cx.t.state.repos.write().await.unwrap();
-        repo.users().lock(&*cx.t.clock, alice.clone()).await.unwrap();
+        repo.users()
+            .lock(&*cx.t.clock, alice.clone())
+            .await
+            .unwrap();
         repo.save().await.unwrap();
     }
     assert!(!cx.is_active(token).await);
