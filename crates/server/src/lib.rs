@@ -115,8 +115,14 @@ pub fn router(state: AppState, resources: &Resources) -> Router {
         // by clients and the homeserver, never with cookies.
         app = app.merge(handlers::oauth2::routes().merge(handlers::registration::routes()));
     }
+    if resources.compat {
+        // The legacy Matrix login API (`/_matrix/client/{v3,r0}/login`…).
+        app = app.merge(handlers::compat::routes());
+    }
     if resources.human {
-        app = app.merge(handlers::browser::routes());
+        app = app
+            .merge(handlers::browser::routes())
+            .merge(handlers::compat::human_routes());
     }
     if resources.assets {
         app = app.merge(handlers::browser::assets_routes());

@@ -53,6 +53,20 @@ routes! {
     Account => "/account/",
     /// Static assets, content-hashed: `/assets/{file}`.
     Assets => "/assets/{*path}",
+    /// Matrix C-S API `GET`/`POST /login` (`v3` and `r0`), MSC3861 compat.
+    CompatLogin => "/_matrix/client/{version}/login",
+    /// Matrix C-S API `POST /logout`.
+    CompatLogout => "/_matrix/client/{version}/logout",
+    /// Matrix C-S API `POST /logout/all`.
+    CompatLogoutAll => "/_matrix/client/{version}/logout/all",
+    /// Matrix C-S API `POST /refresh`.
+    CompatRefresh => "/_matrix/client/{version}/refresh",
+    /// Matrix C-S API `GET /login/sso/redirect?redirectUrl=`.
+    CompatLoginSsoRedirect => "/_matrix/client/{version}/login/sso/redirect",
+    /// Matrix C-S API `GET /login/sso/redirect/{idpId}`.
+    CompatLoginSsoRedirectIdp => "/_matrix/client/{version}/login/sso/redirect/{idp}",
+    /// The page where a signed-in user lets a legacy client log in (MAS path).
+    CompatLoginSsoComplete => "/complete-compat-sso/{id}",
 }
 
 /// Builds absolute URLs from `http.public_base`, so every link works behind a

@@ -19,6 +19,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("../templates/login.html")),
     ("register.html", include_str!("../templates/register.html")),
     ("consent.html", include_str!("../templates/consent.html")),
+    (
+        "compat_consent.html",
+        include_str!("../templates/compat_consent.html"),
+    ),
     ("logout.html", include_str!("../templates/logout.html")),
     ("index.html", include_str!("../templates/index.html")),
     ("error.html", include_str!("../templates/error.html")),

@@ -1,7 +1,12 @@
 //! RFC 7662 token introspection, shaped for Synapse (`synapse/api/auth/mas.py`).
 
-use vestibule_domain::{Clock, scope::Scope, token_format::TokenFormat};
-use vestibule_storage::{RepositoryFactory, StorageError};
+use vestibule_domain::{
+    Clock,
+    scope::{MATRIX_DEVICE_STABLE_PREFIX, Scope},
+    token_format::{TokenFormat, TokenType},
+    tokens::token_hash,
+};
+use vestibule_storage::{BoxRepository, RepositoryFactory, StorageError};
 
 use super::tokens::{FoundToken, TokenSettings, find_token, resolve_active};
 
@@ -45,10 +50,13 @@ pub async fn introspect(
     token: &str,
     supports_device_id: bool,
 ) -> Result<Introspection, StorageError> {
-    if format.verify(token).is_err() {
+    let Ok(kind) = format.verify(token) else {
         return Ok(Introspection::Inactive);
-    }
+    };
     let mut repo = repos.read().await?;
+    if kind == TokenType::CompatAccessToken {
+        return introspect_compat(&mut repo, clock, token, supports_device_id).await;
+    }
     let Some(found) = find_token(&mut repo, format, token).await? else {
         return Ok(Introspection::Inactive);
     };
@@ -91,5 +99,63 @@ pub async fn introspect(
         expires_in: expires_at.map(|e| (e - now).num_seconds().max(0)),
         iat: iat.timestamp(),
         device_id,
+    })))
+}
+
+/// What MAS answers as the `client_id` of a compat (`/login`) token.
+pub const COMPAT_CLIENT_ID: &str = "legacy";
+
+/// A compat access token (`mct_`): active while unexpired, its session not
+/// finished and its user neither locked nor deactivated. Its scope is the
+/// full client API and its device (plus `urn:synapse:admin:*` for an admin
+/// session), as MAS answers.
+async fn introspect_compat(
+    repo: &mut BoxRepository,
+    clock: &dyn Clock,
+    token: &str,
+    supports_device_id: bool,
+) -> Result<Introspection, StorageError> {
+    let now = clock.now();
+    let Some(access) = repo
+        .compat_access_tokens()
+        .find_by_hash(&token_hash(token))
+        .await?
+        .filter(|t| t.expires_at.is_none_or(|e| now < e))
+    else {
+        return Ok(Introspection::Inactive);
+    };
+    let Some(session) = repo
+        .compat_sessions()
+        .lookup(access.session_id)
+        .await?
+        .filter(vestibule_domain::compat::CompatSession::is_valid)
+    else {
+        return Ok(Introspection::Inactive);
+    };
+    let Some(user) = repo
+        .users()
+        .lookup(session.user_id)
+        .await?
+        .filter(vestibule_domain::user::User::is_valid)
+    else {
+        return Ok(Introspection::Inactive);
+    };
+    let mut scope = format!(
+        "urn:matrix:client:api:* {MATRIX_DEVICE_STABLE_PREFIX}{}",
+        session.device_id
+    );
+    if session.is_synapse_admin {
+        scope.push_str(" urn:synapse:admin:*");
+    }
+    Ok(Introspection::Active(Box::new(ActiveIntrospection {
+        scope,
+        client_id: COMPAT_CLIENT_ID.to_owned(),
+        username: Some(user.username),
+        sub: Some(user.id.to_string()),
+        token_type: "access_token",
+        exp: access.expires_at.map(|e| e.timestamp()),
+        expires_in: access.expires_at.map(|e| (e - now).num_seconds().max(0)),
+        iat: access.created_at.timestamp(),
+        device_id: supports_device_id.then_some(session.device_id),
     })))
 }

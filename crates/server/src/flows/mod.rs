@@ -4,6 +4,8 @@
 
 pub mod authorize;
 pub mod browser_login;
+pub mod compat;
+pub mod compat_sso;
 pub mod introspection;
 pub mod revocation;
 pub mod session;

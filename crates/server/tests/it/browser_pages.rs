@@ -68,6 +68,22 @@ async fn every_template_renders_with_sample_data() {
             ],
         ),
         (
+            "compat_consent.html",
+            serde_json::json!({"csrf": "tok", "login_id": "01J0000000000000000000000A",
+                "complete_path": "/complete-compat-sso/01J0000000000000000000000A",
+                "switch_path": "/login?compat_sso=01J0000000000000000000000A&switch=1",
+                "redirect_host": "client.example", "redirect_scheme": "https",
+                "matrix_user_id": "@alice:example.org"}),
+            &[
+                "client.example",
+                "https://client.example",
+                "@alice:example.org",
+                "action=\"https://auth.example.org/complete-compat-sso/01J0000000000000000000000A\"",
+                "name=\"csrf\" value=\"tok\"",
+                "compat_sso=01J0000000000000000000000A&amp;switch=1",
+            ],
+        ),
+        (
             "logout.html",
             serde_json::json!({"matrix_user_id": "@alice:example.org"}),
             &[

@@ -68,6 +68,7 @@ stories! {
     (oauth2__refresh_rotation_is_single_use, "oauth2::refresh_rotation_is_single_use"),
     (compat__compat_sessions_and_tokens, "compat::compat_sessions_and_tokens"),
     (compat__compat_sso_login, "compat::compat_sso_login"),
+    (compat__compat_list_active_for_user, "compat::compat_list_active_for_user"),
     (device_codes__device_code_lifecycle, "device_codes::device_code_lifecycle"),
     (upstream__upstream_providers_links_sessions, "upstream::upstream_providers_links_sessions"),
     (jobs__job_queue, "jobs::job_queue"),

@@ -529,3 +529,101 @@ pub async fn compat_sso_login(f: &dyn RepositoryFactory) {
         Some(exchanged)
     );
 }
+
+/// `list_active_for_user` returns exactly the user's unfinished sessions,
+/// oldest first, and nobody else's.
+pub async fn compat_list_active_for_user(f: &dyn RepositoryFactory) {
+    let mut ctx = Ctx::default();
+    let mut repo = f.write().await.unwrap();
+    let alice = repo
+        .users()
+        .add(&mut ctx.rng, &ctx.clock, "alice")
+        .await
+        .unwrap();
+    let bob = repo
+        .users()
+        .add(&mut ctx.rng, &ctx.clock, "bob")
+        .await
+        .unwrap();
+    assert!(
+        repo.compat_sessions()
+            .list_active_for_user(&alice)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut made = Vec::new();
+    for device in ["DEVICEONE", "DEVICETWO", "DEVICETHREE"] {
+        ctx.clock.advance(Duration::seconds(1));
+        made.push(
+            repo.compat_sessions()
+                .add(&mut ctx.rng, &ctx.clock, &alice, device, None, None, false)
+                .await
+                .unwrap(),
+        );
+    }
+    let bobs = repo
+        .compat_sessions()
+        .add(
+            &mut ctx.rng,
+            &ctx.clock,
+            &bob,
+            "DEVICEONE",
+            None,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    repo.compat_sessions()
+        .finish(&ctx.clock, made[1].clone())
+        .await
+        .unwrap();
+    repo.save().await.unwrap();
+
+    let mut repo = f.read().await.unwrap();
+    let active = repo
+        .compat_sessions()
+        .list_active_for_user(&alice)
+        .await
+        .unwrap();
+    assert_eq!(
+        active,
+        vec![made[0].clone(), made[2].clone()],
+        "unfinished sessions only, oldest first"
+    );
+    assert_eq!(
+        repo.compat_sessions()
+            .list_active_for_user(&bob)
+            .await
+            .unwrap(),
+        vec![bobs]
+    );
+    drop(repo);
+
+    let mut repo = f.write().await.unwrap();
+    assert_eq!(
+        repo.compat_sessions()
+            .finish_all_for_user(&ctx.clock, &alice)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(
+        repo.compat_sessions()
+            .list_active_for_user(&alice)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        repo.compat_sessions()
+            .list_active_for_user(&bob)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "finishing alice's sessions leaves bob's alone"
+    );
+    repo.save().await.unwrap();
+}

@@ -67,6 +67,7 @@ stories! {
     oauth2::refresh_rotation_is_single_use,
     compat::compat_sessions_and_tokens,
     compat::compat_sso_login,
+    compat::compat_list_active_for_user,
     device_codes::device_code_lifecycle,
     upstream::upstream_providers_links_sessions,
     jobs::job_queue,

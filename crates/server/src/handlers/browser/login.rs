@@ -10,6 +10,7 @@ use minijinja::context;
 use serde::Deserialize;
 use vestibule_domain::{
     Ulid,
+    compat::CompatSsoLogin,
     oauth2::{AuthorizationGrant, Client},
 };
 use zeroize::Zeroizing;
@@ -26,10 +27,14 @@ use crate::{
     session,
 };
 
-/// `?grant=<id>` (and `switch=1` to sign in as someone else).
+/// `?grant=<id>` or `?compat_sso=<id>` (the two "next" kinds: the
+/// consent page of a grant, or the approval page of a legacy SSO login;
+/// only paths we build from an id, S23), and `switch=1` to sign in as
+/// someone else.
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct PageQuery {
     pub grant: Option<String>,
+    pub compat_sso: Option<String>,
     pub switch: Option<String>,
 }
 
@@ -43,6 +48,12 @@ impl PageQuery {
             .as_deref()
             .and_then(|g| Ulid::from_string(g).ok())
     }
+
+    pub fn compat_sso_id(&self) -> Option<Ulid> {
+        self.compat_sso
+            .as_deref()
+            .and_then(|g| Ulid::from_string(g).ok())
+    }
 }
 
 #[derive(Deserialize)]
@@ -53,6 +64,7 @@ struct LoginForm {
     #[serde(default)]
     password: String,
     grant: Option<String>,
+    compat_sso: Option<String>,
 }
 
 /// The grant (and its client) a page continues, if it exists.
@@ -80,6 +92,47 @@ pub(super) async fn load_grant(
     Ok(client.map(|c| (grant, c)))
 }
 
+/// The legacy SSO login a page continues, if it exists.
+pub(super) async fn load_compat_sso(
+    state: &AppState,
+    login_id: Option<Ulid>,
+) -> Result<Option<CompatSsoLogin>, Response> {
+    let Some(id) = login_id else {
+        return Ok(None);
+    };
+    let mut repo = state.repos.read().await.map_err(|e| internal(state, &e))?;
+    repo.compat_sso_logins()
+        .lookup(id)
+        .await
+        .map_err(|e| internal(state, &e))
+}
+
+/// Where the browser goes after signing in: the grant's consent page, the
+/// legacy SSO login's approval page, or our start page.
+pub(super) fn next_path(
+    grant: Option<&(AuthorizationGrant, Client)>,
+    compat: Option<&CompatSsoLogin>,
+) -> String {
+    match (grant, compat) {
+        (Some((g, _)), _) => consent_path(g.id),
+        (None, Some(l)) => crate::handlers::compat::complete_path(l.id),
+        (None, None) => "/".to_owned(),
+    }
+}
+
+/// The name of what the sign-in continues to: the client, or the host a
+/// legacy SSO login returns to.
+pub(super) fn continue_to(
+    grant: Option<&(AuthorizationGrant, Client)>,
+    compat: Option<&CompatSsoLogin>,
+) -> Option<String> {
+    match (grant, compat) {
+        (Some((_, c)), _) => Some(c.client_name.clone().unwrap_or_else(|| c.client_id.clone())),
+        (None, Some(l)) => l.redirect_uri.host_str().map(ToOwned::to_owned),
+        (None, None) => None,
+    }
+}
+
 /// The username to pre-fill from an OIDC `login_hint`: `mxid:@user:server`
 /// (MAS's form) or a bare localpart.
 fn prefill(state: &AppState, hint: Option<&str>) -> String {
@@ -96,6 +149,7 @@ fn login_page(
     status: StatusCode,
     csrf: &csrf::CsrfToken,
     grant: Option<&(AuthorizationGrant, Client)>,
+    compat: Option<&CompatSsoLogin>,
     username: &str,
     error: Option<&str>,
 ) -> Response {
@@ -107,7 +161,8 @@ fn login_page(
         context! {
             csrf => csrf.token.clone(),
             grant_id => grant.map(|(g, _)| g.id.to_string()),
-            client_name => grant.map(|(_, c)| c.client_name.clone().unwrap_or_else(|| c.client_id.clone())),
+            compat_sso_id => if grant.is_none() { compat.map(|l| l.id.to_string()) } else { None },
+            client_name => continue_to(grant, compat),
             username,
             error,
             passwords_enabled => state.passwords.is_enabled(),
@@ -127,7 +182,11 @@ pub async fn get(
         Ok(g) => g,
         Err(r) => return r,
     };
-    if grant.is_none() && q.switch.is_none() {
+    let compat = match load_compat_sso(&state, q.compat_sso_id()).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    if grant.is_none() && compat.is_none() && q.switch.is_none() {
         let signed_in = match state.repos.read().await {
             Ok(mut repo) => session::current(&state, &mut repo, &headers).await,
             Err(e) => Err(e),
@@ -148,6 +207,7 @@ pub async fn get(
         StatusCode::OK,
         &csrf,
         grant.as_ref(),
+        compat.as_ref(),
         &username,
         None,
     )
@@ -169,6 +229,14 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Ok(g) => g,
         Err(r) => return r,
     };
+    let compat_id = form
+        .compat_sso
+        .as_deref()
+        .and_then(|g| Ulid::from_string(g).ok());
+    let compat = match load_compat_sso(&state, compat_id).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
     let csrf = csrf::issue(&state, &headers);
     if !state.passwords.is_enabled() {
         return login_page(
@@ -176,6 +244,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             StatusCode::FORBIDDEN,
             &csrf,
             grant.as_ref(),
+            compat.as_ref(),
             "",
             Some("Password sign-in is disabled on this server."),
         );
@@ -196,10 +265,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     match result {
         Ok(logged_in) => {
             let cookie = session::session_cookie(&state, logged_in.session.id);
-            let target = match &grant {
-                Some((g, _)) => consent_path(g.id),
-                None => "/".to_owned(),
-            };
+            let target = next_path(grant.as_ref(), compat.as_ref());
             see_other(&state, &target, &PageOpts::default().cookie(cookie))
         }
         // One answer for unknown users and wrong passwords (S38).
@@ -208,6 +274,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             StatusCode::UNAUTHORIZED,
             &csrf,
             grant.as_ref(),
+            compat.as_ref(),
             &form.username,
             Some("Wrong username or password."),
         ),

@@ -214,7 +214,7 @@ pub(crate) fn see_other(state: &AppState, path: &str, opts: &PageOpts) -> Respon
     redirect_to(state, &location, opts)
 }
 
-fn redirect_to(state: &AppState, location: &Url, opts: &PageOpts) -> Response {
+pub(crate) fn redirect_to(state: &AppState, location: &Url, opts: &PageOpts) -> Response {
     let mut res = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(location.as_str()) {
         res.headers_mut().insert(header::LOCATION, v);

@@ -10,13 +10,15 @@ use minijinja::context;
 use serde::Deserialize;
 use vestibule_domain::{
     Ulid,
+    compat::CompatSsoLogin,
     oauth2::{AuthorizationGrant, Client},
 };
 use zeroize::Zeroizing;
 
 use super::{
-    PageOpts, check_csrf, consent_path, internal, login::PageQuery, login::load_grant,
-    login::password_error, parse_form, render, see_other, user_agent,
+    PageOpts, check_csrf, internal,
+    login::{PageQuery, load_compat_sso, load_grant, next_path, password_error},
+    parse_form, render, see_other, user_agent,
 };
 use crate::{
     AppState, csrf,
@@ -44,6 +46,7 @@ struct RegisterForm {
     #[serde(default)]
     password: String,
     grant: Option<String>,
+    compat_sso: Option<String>,
 }
 
 fn register_page(
@@ -51,6 +54,7 @@ fn register_page(
     status: StatusCode,
     csrf: &csrf::CsrfToken,
     grant: Option<&(AuthorizationGrant, Client)>,
+    compat: Option<&CompatSsoLogin>,
     username: &str,
     error: Option<&str>,
 ) -> Response {
@@ -61,6 +65,7 @@ fn register_page(
         context! {
             csrf => csrf.token.clone(),
             grant_id => grant.map(|(g, _)| g.id.to_string()),
+            compat_sso_id => if grant.is_none() { compat.map(|l| l.id.to_string()) } else { None },
             username,
             error,
             registration_enabled => registration_open(state),
@@ -79,8 +84,20 @@ pub async fn get(
         Ok(g) => g,
         Err(r) => return r,
     };
+    let compat = match load_compat_sso(&state, q.compat_sso_id()).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
     let csrf = csrf::issue(&state, &headers);
-    register_page(&state, StatusCode::OK, &csrf, grant.as_ref(), "", None)
+    register_page(
+        &state,
+        StatusCode::OK,
+        &csrf,
+        grant.as_ref(),
+        compat.as_ref(),
+        "",
+        None,
+    )
 }
 
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -99,6 +116,14 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Ok(g) => g,
         Err(r) => return r,
     };
+    let compat_id = form
+        .compat_sso
+        .as_deref()
+        .and_then(|g| Ulid::from_string(g).ok());
+    let compat = match load_compat_sso(&state, compat_id).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
     let csrf = csrf::issue(&state, &headers);
     if !registration_open(&state) {
         return register_page(
@@ -106,6 +131,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             StatusCode::FORBIDDEN,
             &csrf,
             grant.as_ref(),
+            compat.as_ref(),
             "",
             None,
         );
@@ -129,6 +155,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             StatusCode::BAD_REQUEST,
             &csrf,
             grant.as_ref(),
+            compat.as_ref(),
             &form.username,
             Some(msg),
         )
@@ -136,10 +163,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     match result {
         Ok(done) => {
             let cookie = session::session_cookie(&state, done.session.id);
-            let target = match &grant {
-                Some((g, _)) => consent_path(g.id),
-                None => "/".to_owned(),
-            };
+            let target = next_path(grant.as_ref(), compat.as_ref());
             see_other(&state, &target, &PageOpts::default().cookie(cookie))
         }
         Err(RegisterError::InvalidUsername(m)) => refuse(m),
