@@ -30,6 +30,11 @@ pub trait CompatSessionRepository: Send {
         user: &User,
         device_id: &str,
     ) -> Result<Option<CompatSession>, StorageError>;
+    /// The user's active (unfinished) compat sessions, oldest first.
+    async fn list_active_for_user(
+        &mut self,
+        user: &User,
+    ) -> Result<Vec<CompatSession>, StorageError>;
     async fn finish(
         &mut self,
         clock: &dyn Clock,

@@ -4,7 +4,9 @@
 
 pub mod authorize;
 pub mod browser_login;
+pub mod account;
 pub mod introspection;
+pub mod provisioning;
 pub mod revocation;
 pub mod session;
 pub mod token;

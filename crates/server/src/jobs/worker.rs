@@ -238,16 +238,22 @@ impl JobWorker {
             tracing::warn!(%user_id, "sync_devices: no such user any more; nothing to do");
             return Ok(());
         };
-        // TODO(compat): add the devices of active compat sessions once the
-        // compat session repository can list them per user; until then a
-        // sync deletes compat-login devices on the homeserver.
-        let devices: BTreeSet<String> = repo
+        // Every device of an active session: OAuth sessions with a device
+        // scope, and compat (`/login`) sessions.
+        let mut devices: BTreeSet<String> = repo
             .oauth2_sessions()
             .list_active_for_user(&user)
             .await?
             .iter()
             .filter_map(|s| Scope::parse(&s.scope).ok()?.device_id().map(str::to_owned))
             .collect();
+        devices.extend(
+            repo.compat_sessions()
+                .list_active_for_user(&user)
+                .await?
+                .into_iter()
+                .map(|s| s.device_id),
+        );
         drop(repo);
         self.homeserver
             .sync_devices(&user.username, &devices)

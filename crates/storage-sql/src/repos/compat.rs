@@ -137,6 +137,22 @@ impl CompatSessionRepository for SqlCompatSessionRepository<'_> {
         row.map(CompatSession::try_from).transpose()
     }
 
+    async fn list_active_for_user(
+        &mut self,
+        user: &User,
+    ) -> Result<Vec<CompatSession>, StorageError> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM compat_sessions \
+             WHERE user_id = $1 AND finished_at IS NULL ORDER BY id"
+        );
+        let rows: Vec<SessionRow> = run!(self.conn, |c| sqlx::query_as(&sql)
+            .bind(user.id.to_string())
+            .fetch_all(c)
+            .await)
+        .db()?;
+        rows.into_iter().map(CompatSession::try_from).collect()
+    }
+
     async fn finish(
         &mut self,
         clock: &dyn Clock,

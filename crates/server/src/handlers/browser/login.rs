@@ -26,11 +26,13 @@ use crate::{
     session,
 };
 
-/// `?grant=<id>` (and `switch=1` to sign in as someone else).
+/// `?grant=<id>` (and `switch=1` to sign in as someone else), or
+/// `?next=/account/…` to come back to the account page.
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct PageQuery {
     pub grant: Option<String>,
     pub switch: Option<String>,
+    pub next: Option<String>,
 }
 
 impl PageQuery {
@@ -43,6 +45,11 @@ impl PageQuery {
             .as_deref()
             .and_then(|g| Ulid::from_string(g).ok())
     }
+
+    /// The account page to return to (only ever one of ours, rebuilt).
+    pub fn next(&self) -> Option<String> {
+        self.next.as_deref().and_then(super::account::return_path)
+    }
 }
 
 #[derive(Deserialize)]
@@ -53,6 +60,7 @@ struct LoginForm {
     #[serde(default)]
     password: String,
     grant: Option<String>,
+    next: Option<String>,
 }
 
 /// The grant (and its client) a page continues, if it exists.
@@ -96,6 +104,7 @@ fn login_page(
     status: StatusCode,
     csrf: &csrf::CsrfToken,
     grant: Option<&(AuthorizationGrant, Client)>,
+    next: Option<&str>,
     username: &str,
     error: Option<&str>,
 ) -> Response {
@@ -107,6 +116,7 @@ fn login_page(
         context! {
             csrf => csrf.token.clone(),
             grant_id => grant.map(|(g, _)| g.id.to_string()),
+            next,
             client_name => grant.map(|(_, c)| c.client_name.clone().unwrap_or_else(|| c.client_id.clone())),
             username,
             error,
@@ -133,7 +143,10 @@ pub async fn get(
             Err(e) => Err(e),
         };
         match signed_in {
-            Ok(Some(_)) => return see_other(&state, "/", &PageOpts::default()),
+            Ok(Some(_)) => {
+                let target = q.next().unwrap_or_else(|| "/".to_owned());
+                return see_other(&state, &target, &PageOpts::default());
+            }
             Ok(None) => {}
             Err(e) => return internal(&state, &e),
         }
@@ -143,11 +156,13 @@ pub async fn get(
         grant.as_ref().and_then(|(g, _)| g.login_hint.as_deref()),
     );
     let csrf = csrf::issue(&state, &headers);
+    let next = q.next();
     login_page(
         &state,
         StatusCode::OK,
         &csrf,
         grant.as_ref(),
+        next.as_deref(),
         &username,
         None,
     )
@@ -170,12 +185,17 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Err(r) => return r,
     };
     let csrf = csrf::issue(&state, &headers);
+    let next = form
+        .next
+        .as_deref()
+        .and_then(super::account::return_path);
     if !state.passwords.is_enabled() {
         return login_page(
             &state,
             StatusCode::FORBIDDEN,
             &csrf,
             grant.as_ref(),
+            next.as_deref(),
             "",
             Some("Password sign-in is disabled on this server."),
         );
@@ -196,9 +216,10 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     match result {
         Ok(logged_in) => {
             let cookie = session::session_cookie(&state, logged_in.session.id);
-            let target = match &grant {
-                Some((g, _)) => consent_path(g.id),
-                None => "/".to_owned(),
+            let target = match (&grant, next) {
+                (Some((g, _)), _) => consent_path(g.id),
+                (None, Some(next)) => next,
+                (None, None) => "/".to_owned(),
             };
             see_other(&state, &target, &PageOpts::default().cookie(cookie))
         }
@@ -208,6 +229,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             StatusCode::UNAUTHORIZED,
             &csrf,
             grant.as_ref(),
+            next.as_deref(),
             &form.username,
             Some("Wrong username or password."),
         ),
