@@ -18,5 +18,6 @@ mod oauth2_support;
 mod oauth2_token;
 mod provisioning_devices;
 mod provisioning_support;
+mod provisioning_synapse;
 mod provisioning_users;
 mod registration;
