@@ -211,7 +211,10 @@ fn manage_schedules_homeserver_jobs_and_deactivation_ends_sessions() {
     assert!(hs.user("carol").unwrap().locked, "locked on the homeserver");
     manage(&config, &["unlock-user", "carol"]).assert_success();
     assert_eq!(run_jobs().completed, 1);
-    assert!(!hs.user("carol").unwrap().locked, "unlocked on the homeserver");
+    assert!(
+        !hs.user("carol").unwrap().locked,
+        "unlocked on the homeserver"
+    );
 
     // An app session with a token, and a browser session.
     let (session_id, token_id) = runtime.block_on(async {

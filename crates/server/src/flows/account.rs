@@ -102,7 +102,7 @@ pub async fn client_sessions(
             last_active_at: s.last_active_at,
         });
     }
-    out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    out.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     Ok(out)
 }
 

@@ -180,14 +180,17 @@ fn expires_in(settings: &TokenSettings) -> i64 {
     settings.access_token_ttl.num_seconds()
 }
 
+/// A code that passed every check, with what it hangs on.
+struct UsableCode {
+    grant: AuthorizationGrant,
+    session: Session,
+    user: User,
+}
+
 /// What checking an authorization code found.
 enum CodeCheck {
     /// Usable: every check of RFC 6749 §4.1.3 and RFC 7636 §4.6 passed.
-    Usable {
-        grant: AuthorizationGrant,
-        session: Session,
-        user: User,
-    },
+    Usable(Box<UsableCode>),
     /// Already exchanged: the session it created must be ended.
     Reused(vestibule_domain::Ulid),
 }
@@ -275,11 +278,11 @@ async fn check_code(
     let Some(user) = valid_user(repo, &session).await? else {
         return Err(TokenError::InvalidGrant("the user cannot sign in"));
     };
-    Ok(CodeCheck::Usable {
+    Ok(CodeCheck::Usable(Box::new(UsableCode {
         grant,
         session,
         user,
-    })
+    })))
 }
 
 /// The Matrix device the token request is about to issue tokens for, if
@@ -293,13 +296,18 @@ pub async fn device_to_provision(
     client: &Client,
     params: &TokenParams,
 ) -> Result<Option<DeviceProvisioning>, TokenError> {
-    if !client.grant_types.iter().any(|g| Some(g) == params.grant_type.as_ref()) {
+    if !client
+        .grant_types
+        .iter()
+        .any(|g| Some(g) == params.grant_type.as_ref())
+    {
         return Ok(None);
     }
     let (session, user) = match params.grant_type.as_deref() {
         Some(GRANT_AUTHORIZATION_CODE) => match check_code(repo, ctx, client, params).await {
-            Ok(CodeCheck::Usable { session, user, .. }) => (session, user),
-            Ok(CodeCheck::Reused(_)) | Err(TokenError::InvalidGrant(_) | TokenError::MissingParameter(_)) => {
+            Ok(CodeCheck::Usable(usable)) => (usable.session, usable.user),
+            Ok(CodeCheck::Reused(_))
+            | Err(TokenError::InvalidGrant(_) | TokenError::MissingParameter(_)) => {
                 return Ok(None);
             }
             Err(e) => return Err(e),
@@ -310,7 +318,10 @@ pub async fn device_to_provision(
         },
         _ => return Ok(None),
     };
-    Ok(provisioning::device_of_session(repo, &session, &user, client.client_name.as_deref()).await?)
+    Ok(
+        provisioning::device_of_session(repo, &session, &user, client.client_name.as_deref())
+            .await?,
+    )
 }
 
 /// The session and user of a refresh token that would get new tokens (not
@@ -325,8 +336,7 @@ async fn refreshable(
     let Some(presented) = params.refresh_token.as_deref() else {
         return Ok(None);
     };
-    if ctx.format.verify(presented) != Ok(vestibule_domain::token_format::TokenType::RefreshToken)
-    {
+    if ctx.format.verify(presented) != Ok(vestibule_domain::token_format::TokenType::RefreshToken) {
         return Ok(None);
     }
     let Some(token) = repo
@@ -361,11 +371,14 @@ async fn authorization_code(
     params: TokenParams,
 ) -> Result<TokenGrantResult, TokenError> {
     let (grant, session, user) = match check_code(repo, ctx, client, &params).await? {
-        CodeCheck::Usable {
-            grant,
-            session,
-            user,
-        } => (grant, session, user),
+        CodeCheck::Usable(usable) => {
+            let UsableCode {
+                grant,
+                session,
+                user,
+            } = *usable;
+            (grant, session, user)
+        }
         CodeCheck::Reused(session_id) => {
             let ended = end_session_by_id(repo, ctx.clock, rng, session_id).await?;
             return Err(TokenError::CodeReused(ended));

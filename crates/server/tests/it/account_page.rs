@@ -86,11 +86,11 @@ async fn the_account_page_needs_a_login_and_comes_back_to_the_action() {
     add_user(&t.state, "alice", PASSWORD).await;
     let mut b = Browser::new(&t);
     let target = "/account/?action=org.matrix.device_view&device_id=DEVICE1";
-    let r = b.get(target).await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
-    let login = b.path_of(r.location().unwrap());
+    let res = b.get(target).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    let login = b.path_of(res.location().unwrap());
     assert!(login.starts_with("/login?next="), "{login}");
-    assert!(r.header("content-security-policy").is_some());
+    assert!(res.header("content-security-policy").is_some());
     let page = b.get(&login).await;
     assert_eq!(page.status, StatusCode::OK);
     let csrf = page.csrf();
@@ -101,7 +101,7 @@ async fn the_account_page_needs_a_login_and_comes_back_to_the_action() {
         "/account/?action=org.matrix.session_view&amp;device_id=DEVICE1"
     );
     let next = next.replace("&amp;", "&");
-    let l = b
+    let signed = b
         .post(
             "/login",
             &[
@@ -112,35 +112,40 @@ async fn the_account_page_needs_a_login_and_comes_back_to_the_action() {
             ],
         )
         .await;
-    assert_eq!(l.status, StatusCode::SEE_OTHER, "{}", l.body);
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
     assert_eq!(
-        b.path_of(l.location().unwrap()),
+        b.path_of(signed.location().unwrap()),
         "/account/?action=org.matrix.session_view&device_id=DEVICE1"
     );
     // Signed in now: the profile.
-    let p = b.get("/account/").await;
-    assert_eq!(p.status, StatusCode::OK);
-    assert!(p.body.contains("@alice:example.org"), "{}", p.body);
-    assert_eq!(p.header("cache-control"), Some("no-store"));
+    let profile = b.get("/account/").await;
+    assert_eq!(profile.status, StatusCode::OK);
     assert!(
-        p.header("content-security-policy")
+        profile.body.contains("@alice:example.org"),
+        "{}",
+        profile.body
+    );
+    assert_eq!(profile.header("cache-control"), Some("no-store"));
+    assert!(
+        profile
+            .header("content-security-policy")
             .unwrap()
             .contains("frame-ancestors 'none'")
     );
-    assert_eq!(p.header("x-frame-options"), Some("DENY"));
+    assert_eq!(profile.header("x-frame-options"), Some("DENY"));
     // `/account` without the slash, and an unknown action: the profile.
-    let r = b.get("/account?action=nonsense").await;
-    assert_eq!(b.path_of(r.location().unwrap()), "/account/");
-    let p = b.get("/account/?action=org.example.nonsense").await;
-    assert_eq!(p.status, StatusCode::OK);
-    assert!(p.body.contains("Your account"));
+    let res = b.get("/account?action=nonsense").await;
+    assert_eq!(b.path_of(res.location().unwrap()), "/account/");
+    let profile = b.get("/account/?action=org.example.nonsense").await;
+    assert_eq!(profile.status, StatusCode::OK);
+    assert!(profile.body.contains("Your account"));
 
     // `next` is never an arbitrary URL.
     let mut b2 = Browser::new(&t);
     let page = b2.get("/login?next=https%3A%2F%2Fevil.example%2F").await;
     assert!(crate::browser_helpers::hidden(&page.body, "next").is_none());
     let csrf = page.csrf();
-    let l = b2
+    let signed = b2
         .post(
             "/login",
             &[
@@ -151,7 +156,7 @@ async fn the_account_page_needs_a_login_and_comes_back_to_the_action() {
             ],
         )
         .await;
-    assert_eq!(b2.path_of(l.location().unwrap()), "/");
+    assert_eq!(b2.path_of(signed.location().unwrap()), "/");
     t.db.cleanup().await;
 }
 
@@ -168,17 +173,15 @@ async fn the_account_page_lists_sessions_with_their_devices() {
     assert!(list.body.contains(DEVICE));
     assert!(list.body.contains("Your sessions"));
     // Element's link.
-    let view = s
-        .b
-        .get("/account/?action=org.matrix.device_view&device_id=DEVICE1")
-        .await;
+    let view =
+        s.b.get("/account/?action=org.matrix.device_view&device_id=DEVICE1")
+            .await;
     assert_eq!(view.status, StatusCode::OK);
     assert!(view.body.contains("Test Client"));
     assert!(view.body.contains("urn:matrix:client:api:*"), "scope shown");
-    let unknown = s
-        .b
-        .get("/account/?action=org.matrix.session_view&device_id=NOSUCHDEV")
-        .await;
+    let unknown =
+        s.b.get("/account/?action=org.matrix.session_view&device_id=NOSUCHDEV")
+            .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     s.t.db.cleanup().await;
 }
@@ -186,27 +189,24 @@ async fn the_account_page_lists_sessions_with_their_devices() {
 #[tokio::test]
 async fn ending_a_session_needs_csrf_and_deletes_the_device() {
     let mut s = setup().await;
-    let confirm = s
-        .b
-        .get("/account/?action=org.matrix.session_end&device_id=DEVICE1")
-        .await;
+    let confirm =
+        s.b.get("/account/?action=org.matrix.session_end&device_id=DEVICE1")
+            .await;
     assert_eq!(confirm.status, StatusCode::OK);
     assert!(confirm.body.contains("Sign out this session?"));
     let csrf = confirm.csrf();
 
     // Without the CSRF token: refused, nothing ended.
-    let no_csrf = s
-        .b
-        .post(
+    let no_csrf =
+        s.b.post(
             "/account/",
             &[("action", "org.matrix.session_end"), ("device_id", DEVICE)],
         )
         .await;
     assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
     // From another site, even with the token: refused.
-    let cross = s
-        .b
-        .post_with(
+    let cross =
+        s.b.post_with(
             "/account/",
             &[
                 ("csrf", &csrf),
@@ -220,9 +220,8 @@ async fn ending_a_session_needs_csrf_and_deletes_the_device() {
     assert!(active(&s.t, &s.access_token).await);
     assert!(s.hs.user("alice").unwrap().devices.contains_key(DEVICE));
 
-    let done = s
-        .b
-        .post(
+    let done =
+        s.b.post(
             "/account/",
             &[
                 ("csrf", &csrf),
@@ -240,7 +239,11 @@ async fn ending_a_session_needs_csrf_and_deletes_the_device() {
     );
     let alice = {
         let mut repo = s.t.state.repos.read().await.unwrap();
-        repo.users().find_by_username("alice").await.unwrap().unwrap()
+        repo.users()
+            .find_by_username("alice")
+            .await
+            .unwrap()
+            .unwrap()
     };
     assert_eq!(
         pending_jobs(&s.t).await,
@@ -249,9 +252,8 @@ async fn ending_a_session_needs_csrf_and_deletes_the_device() {
     let list = s.b.get("/account/").await;
     assert!(!list.body.contains(DEVICE), "no longer listed");
     // Again: nothing to end.
-    let again = s
-        .b
-        .post(
+    let again =
+        s.b.post(
             "/account/",
             &[
                 ("csrf", &csrf),
@@ -268,36 +270,38 @@ async fn ending_a_session_needs_csrf_and_deletes_the_device() {
 #[tokio::test]
 async fn cross_signing_reset_is_approved_on_the_homeserver() {
     let mut s = setup().await;
-    let page = s
-        .b
-        .get("/account/?action=org.matrix.cross_signing_reset")
-        .await;
+    let page =
+        s.b.get("/account/?action=org.matrix.cross_signing_reset")
+            .await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("Reset your cryptographic identity?"));
     let csrf = page.csrf();
-    let refused = s
-        .b
-        .post("/account/", &[("action", "org.matrix.cross_signing_reset")])
-        .await;
+    let refused =
+        s.b.post("/account/", &[("action", "org.matrix.cross_signing_reset")])
+            .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(!s.hs.user("alice").unwrap().cross_signing_reset_allowed);
 
     s.hs.set_down(true);
-    let down = s
-        .b
-        .post(
+    let down =
+        s.b.post(
             "/account/",
-            &[("csrf", &csrf), ("action", "org.matrix.cross_signing_reset")],
+            &[
+                ("csrf", &csrf),
+                ("action", "org.matrix.cross_signing_reset"),
+            ],
         )
         .await;
     assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
     s.hs.set_down(false);
 
-    let ok = s
-        .b
-        .post(
+    let ok =
+        s.b.post(
             "/account/",
-            &[("csrf", &csrf), ("action", "org.matrix.cross_signing_reset")],
+            &[
+                ("csrf", &csrf),
+                ("action", "org.matrix.cross_signing_reset"),
+            ],
         )
         .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
@@ -325,7 +329,9 @@ async fn discovery_advertises_the_account_page() {
         ),
     ] {
         let t = TestApp::new(base).await;
-        let prefix = base.strip_prefix("https://example.org").map(|p| p.trim_end_matches('/'));
+        let prefix = base
+            .strip_prefix("https://example.org")
+            .map(|p| p.trim_end_matches('/'));
         let app = t.router(&Resources::all(), prefix.filter(|p| !p.is_empty()));
         let doc = body_json(get(&app, path).await).await;
         assert_eq!(doc["account_management_uri"], expected, "{doc}");
@@ -342,7 +348,14 @@ async fn discovery_advertises_the_account_page() {
             assert!(actions.iter().any(|v| v == a), "{a} in {actions:?}");
         }
         // The advertised page is served there.
-        let page = get(&app, &format!("{}account/", prefix.map_or("/".to_owned(), |p| format!("{p}/")))).await;
+        let page = get(
+            &app,
+            &format!(
+                "{}account/",
+                prefix.map_or("/".to_owned(), |p| format!("{p}/"))
+            ),
+        )
+        .await;
         assert_eq!(page.status(), StatusCode::SEE_OTHER, "to the login page");
         t.db.cleanup().await;
     }

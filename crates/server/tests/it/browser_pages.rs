@@ -125,7 +125,10 @@ async fn every_template_renders_with_sample_data() {
         (
             "account_cross_signing.html",
             serde_json::json!({"matrix_user_id": "@alice:example.org", "csrf": "tok", "action": "org.matrix.cross_signing_reset", "done": false}),
-            &["Reset your cryptographic identity?", "name=\"csrf\" value=\"tok\""],
+            &[
+                "Reset your cryptographic identity?",
+                "name=\"csrf\" value=\"tok\"",
+            ],
         ),
         (
             "account_cross_signing.html",

@@ -26,12 +26,12 @@ fn devices(hx: &Hx, localpart: &str) -> Vec<String> {
 async fn code_exchange_creates_the_user_and_the_device_before_answering() {
     let hx = Hx::new().await;
     let client = hx.fx.public_client().await;
-    let g = hx
-        .fx
-        .grant_for(&client, None, GrantOpts::default())
-        .await;
+    let g = hx.fx.grant_for(&client, None, GrantOpts::default()).await;
     let localpart = g.user.username.clone();
-    assert!(hx.hs.user(&localpart).is_none(), "not on the homeserver yet");
+    assert!(
+        hx.hs.user(&localpart).is_none(),
+        "not on the homeserver yet"
+    );
 
     let body = hx.fx.exchange_ok(&client, &g.code).await;
     // The response is out: the user and the device exist already.
@@ -96,14 +96,13 @@ async fn homeserver_down_is_a_503_and_the_code_survives_for_a_retry() {
     for db in databases().await {
         let hx = Hx::on(db, |_| {});
         let client = hx.fx.public_client().await;
-        let g = hx
-            .fx
-            .grant_for(&client, None, GrantOpts::default())
-            .await;
+        let g = hx.fx.grant_for(&client, None, GrantOpts::default()).await;
         hx.hs.set_down(true);
         let res = hx.fx.exchange(&client, &g.code).await;
         assert_eq!(
-            res.headers().get("retry-after").map(|v| v.to_str().unwrap()),
+            res.headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap()),
             Some("5")
         );
         assert_error(
@@ -141,10 +140,7 @@ async fn homeserver_down_is_a_503_and_the_code_survives_for_a_retry() {
 async fn refresh_keeps_the_device_and_recreates_a_lost_one() {
     let hx = Hx::new().await;
     let client = hx.fx.public_client().await;
-    let g = hx
-        .fx
-        .grant_for(&client, None, GrantOpts::default())
-        .await;
+    let g = hx.fx.grant_for(&client, None, GrantOpts::default()).await;
     let localpart = g.user.username.clone();
     let body = hx.fx.exchange_ok(&client, &g.code).await;
     let rt = str_of(&body, "refresh_token").to_owned();
@@ -180,10 +176,7 @@ async fn refresh_keeps_the_device_and_recreates_a_lost_one() {
 async fn revocation_deletes_the_device_and_schedules_a_sync() {
     let hx = Hx::new().await;
     let client = hx.fx.public_client().await;
-    let g = hx
-        .fx
-        .grant_for(&client, None, GrantOpts::default())
-        .await;
+    let g = hx.fx.grant_for(&client, None, GrantOpts::default()).await;
     let localpart = g.user.username.clone();
     let body = hx.fx.exchange_ok(&client, &g.code).await;
     let at = str_of(&body, "access_token").to_owned();
@@ -218,10 +211,7 @@ async fn revocation_deletes_the_device_and_schedules_a_sync() {
 async fn a_device_the_homeserver_missed_at_logout_is_removed_by_the_sync_job() {
     let hx = Hx::new().await;
     let client = hx.fx.public_client().await;
-    let g = hx
-        .fx
-        .grant_for(&client, None, GrantOpts::default())
-        .await;
+    let g = hx.fx.grant_for(&client, None, GrantOpts::default()).await;
     let localpart = g.user.username.clone();
     let body = hx.fx.exchange_ok(&client, &g.code).await;
     // A second session that stays.
@@ -251,7 +241,11 @@ async fn a_device_the_homeserver_missed_at_logout_is_removed_by_the_sync_job() {
             None,
         )
         .await;
-    assert_eq!(res.status(), StatusCode::OK, "revocation does not wait for it");
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "revocation does not wait for it"
+    );
     assert!(!hx.fx.is_active(str_of(&body, "access_token")).await);
     hx.hs.set_down(false);
     assert_eq!(devices(&hx, &localpart), [DEVICE, "STAYING123"], "missed");
@@ -266,10 +260,7 @@ async fn a_device_the_homeserver_missed_at_logout_is_removed_by_the_sync_job() {
 async fn code_reuse_and_refresh_replay_delete_the_device() {
     let hx = Hx::new().await;
     let client = hx.fx.public_client().await;
-    let g = hx
-        .fx
-        .grant_for(&client, None, GrantOpts::default())
-        .await;
+    let g = hx.fx.grant_for(&client, None, GrantOpts::default()).await;
     let localpart = g.user.username.clone();
     let body = hx.fx.exchange_ok(&client, &g.code).await;
     assert_eq!(devices(&hx, &localpart), [DEVICE]);

@@ -71,12 +71,21 @@ async fn code_exchange_provisions_user_and_device_on_real_synapse() {
     let client = fx.public_client().await;
     let g = fx.grant_for(&client, None, GrantOpts::default()).await;
     let localpart = g.user.username.clone();
-    assert!(hs.query_user(&localpart).await.is_err(), "unknown to Synapse");
+    assert!(
+        hs.query_user(&localpart).await.is_err(),
+        "unknown to Synapse"
+    );
 
     let body = fx.exchange_ok(&client, &g.code).await;
-    let found = hs.query_user(&localpart).await.expect("query_user finds the user");
+    let found = hs
+        .query_user(&localpart)
+        .await
+        .expect("query_user finds the user");
     assert_eq!(found.user_id, format!("@{localpart}:{SERVER_NAME}"));
-    assert_eq!(devices(&synapse, &localpart), BTreeSet::from([DEVICE.to_owned()]));
+    assert_eq!(
+        devices(&synapse, &localpart),
+        BTreeSet::from([DEVICE.to_owned()])
+    );
     assert_eq!(
         synapse.sql(&format!(
             "SELECT display_name FROM devices WHERE user_id = '@{localpart}:{SERVER_NAME}' AND device_id = '{DEVICE}'"

@@ -28,7 +28,11 @@ async fn browser_registration_schedules_provisioning_in_its_transaction() {
     let bad = b
         .post(
             "/register",
-            &[("csrf", &csrf), ("username", "Not Valid"), ("password", PASSWORD)],
+            &[
+                ("csrf", &csrf),
+                ("username", "Not Valid"),
+                ("password", PASSWORD),
+            ],
         )
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
@@ -37,7 +41,11 @@ async fn browser_registration_schedules_provisioning_in_its_transaction() {
     let ok = b
         .post(
             "/register",
-            &[("csrf", &csrf), ("username", "newbie"), ("password", PASSWORD)],
+            &[
+                ("csrf", &csrf),
+                ("username", "newbie"),
+                ("password", PASSWORD),
+            ],
         )
         .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
@@ -82,7 +90,10 @@ async fn lock_unlock_deactivate_reactivate() {
         .await
         .unwrap();
     repo.save().await.unwrap();
-    assert!(!fx.is_active(&at).await, "a locked user's token is inactive");
+    assert!(
+        !fx.is_active(&at).await,
+        "a locked user's token is inactive"
+    );
     assert!(!fx.is_active(&rt).await);
     assert_eq!(
         hx.pending_jobs().await,
@@ -114,14 +125,16 @@ async fn lock_unlock_deactivate_reactivate() {
         .add(&mut rng, state.clock.as_ref(), &user, Some("again"))
         .await
         .unwrap();
-    let (user, ended) =
-        account::deactivate(&mut repo, state.clock.as_ref(), &mut rng, user, false)
-            .await
-            .unwrap();
+    let (user, ended) = account::deactivate(&mut repo, state.clock.as_ref(), &mut rng, user, false)
+        .await
+        .unwrap();
     repo.save().await.unwrap();
     assert_eq!(ended.oauth_sessions, 1);
     assert_eq!(ended.browser_sessions, 1);
-    assert!(!fx.is_active(&at).await, "a deactivated user's token is inactive");
+    assert!(
+        !fx.is_active(&at).await,
+        "a deactivated user's token is inactive"
+    );
     assert!(!fx.is_active(&rt).await);
     let mut repo = state.repos.read().await.unwrap();
     assert!(

@@ -14,9 +14,7 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 use vestibule_domain::{browser_session::BrowserSession, scope::is_valid_device_id, user::User};
 
-use super::{
-    PageOpts, check_csrf, error_page, internal, matrix_id, parse_form, render, see_other,
-};
+use super::{PageOpts, check_csrf, error_page, internal, matrix_id, parse_form, render, see_other};
 use crate::{
     AppState, csrf,
     extract::parse_unique,
@@ -192,8 +190,7 @@ pub async fn get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let q: AccountQuery =
-        parse_unique(query.unwrap_or_default().as_bytes()).unwrap_or_default();
+    let q: AccountQuery = parse_unique(query.unwrap_or_default().as_bytes()).unwrap_or_default();
     let action = q.action();
     let (browser, user) = match signed_in(&state, &headers, &action).await {
         Ok(s) => s,
@@ -372,7 +369,6 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
 /// `/account` (no trailing slash): to the canonical `/account/`, keeping
 /// the recognised parameters.
 pub async fn redirect(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
-    let q: AccountQuery =
-        parse_unique(query.unwrap_or_default().as_bytes()).unwrap_or_default();
+    let q: AccountQuery = parse_unique(query.unwrap_or_default().as_bytes()).unwrap_or_default();
     see_other(&state, &q.action().path(), &PageOpts::default())
 }

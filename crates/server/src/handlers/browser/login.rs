@@ -185,10 +185,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Err(r) => return r,
     };
     let csrf = csrf::issue(&state, &headers);
-    let next = form
-        .next
-        .as_deref()
-        .and_then(super::account::return_path);
+    let next = form.next.as_deref().and_then(super::account::return_path);
     if !state.passwords.is_enabled() {
         return login_page(
             &state,

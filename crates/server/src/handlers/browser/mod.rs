@@ -59,10 +59,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route(routes::Consent::PATH, get(consent::get).post(consent::post))
         .route(routes::Logout::PATH, get(logout::get).post(logout::post))
-        .route(
-            routes::Account::PATH,
-            get(account::get).post(account::post),
-        )
+        .route(routes::Account::PATH, get(account::get).post(account::post))
         .route(
             routes::Account::PATH.trim_end_matches('/'),
             get(account::redirect),
