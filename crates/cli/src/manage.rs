@@ -13,7 +13,10 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use rand::rngs::OsRng;
 use vestibule_domain::{SystemClock, user::User};
-use vestibule_server::passwords::{PasswordManager, check_new_password};
+use vestibule_server::{
+    flows::{account, provisioning},
+    passwords::{PasswordManager, check_new_password},
+};
 use vestibule_storage::{BoxRepository, RepositoryFactory};
 use zeroize::Zeroizing;
 
@@ -38,10 +41,21 @@ pub enum ManageCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
-    /// Lock a user: no login, and their browser sessions end.
+    /// Lock a user: no login, their tokens stop working, their browser
+    /// sessions end; the homeserver is told (`locked`).
     LockUser { username: String },
-    /// Unlock a locked user.
+    /// Unlock a locked user (and tell the homeserver).
     UnlockUser { username: String },
+    /// Deactivate a user: every session ends (apps, legacy logins,
+    /// browsers) and the homeserver deactivates the account.
+    DeactivateUser {
+        username: String,
+        /// Also erase the user's data on the homeserver (GDPR erasure).
+        #[arg(long)]
+        erase: bool,
+    },
+    /// Reactivate a deactivated user (on the homeserver too).
+    ReactivateUser { username: String },
     /// Allow a user to request `urn:synapse:admin:*`.
     PromoteAdmin { username: String },
     /// Stop a user from requesting `urn:synapse:admin:*`.
@@ -148,6 +162,9 @@ async fn execute(
             if admin {
                 user = repo.users().set_can_request_admin(user, true).await?;
             }
+            // The homeserver learns about the user in the same transaction
+            // (a job the server's worker runs).
+            provisioning::schedule_new_user(&mut *repo, rng, &clock, &user).await?;
             repo.save().await?;
             println!(
                 "Registered {} (id {}){}{}",
@@ -174,11 +191,7 @@ async fn execute(
                 println!("{} was already locked", mxid(&username));
                 return Ok(());
             }
-            let user = repo.users().lock(&clock, user).await?;
-            let ended = repo
-                .browser_sessions()
-                .finish_all_for_user(&clock, &user)
-                .await?;
+            let (_, ended) = account::lock(&mut repo, &clock, rng, user).await?;
             repo.save().await?;
             println!(
                 "Locked {} (ended {ended} browser session(s))",
@@ -192,9 +205,40 @@ async fn execute(
                 println!("{} was not locked", mxid(&username));
                 return Ok(());
             }
-            repo.users().unlock(user).await?;
+            account::unlock(&mut repo, &clock, rng, user).await?;
             repo.save().await?;
             println!("Unlocked {}", mxid(&username));
+        }
+        ManageCommand::DeactivateUser { username, erase } => {
+            let mut repo = repos.write().await?;
+            let user = find_user(&mut repo, &username).await?;
+            let was_deactivated = user.deactivated_at.is_some();
+            let (_, ended) = account::deactivate(&mut repo, &clock, rng, user, erase).await?;
+            repo.save().await?;
+            println!(
+                "{} {} (ended {} app session(s), {} legacy session(s), {} browser session(s)){}",
+                if was_deactivated {
+                    "Deactivated again"
+                } else {
+                    "Deactivated"
+                },
+                mxid(&username),
+                ended.oauth_sessions,
+                ended.compat_sessions,
+                ended.browser_sessions,
+                if erase { ", erasing their data" } else { "" }
+            );
+        }
+        ManageCommand::ReactivateUser { username } => {
+            let mut repo = repos.write().await?;
+            let user = find_user(&mut repo, &username).await?;
+            if user.deactivated_at.is_none() {
+                println!("{} was not deactivated", mxid(&username));
+                return Ok(());
+            }
+            account::reactivate(&mut repo, &clock, rng, user).await?;
+            repo.save().await?;
+            println!("Reactivated {}", mxid(&username));
         }
         ManageCommand::PromoteAdmin { username } => {
             set_admin(repos, &username, true, &mxid).await?;

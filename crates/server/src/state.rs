@@ -187,7 +187,7 @@ pub fn provider_metadata(urls: &UrlBuilder, keystore: &Keystore) -> ProviderMeta
         ]),
         prompt_values_supported: strings(&["none", "login", "create"]),
         authorization_response_iss_parameter_supported: true,
-        account_management_uri: None,
+        account_management_uri: Some(urls.absolute::<crate::routes::Account>()),
         account_management_actions_supported: strings(&[
             "org.matrix.profile",
             "org.matrix.sessions_list",

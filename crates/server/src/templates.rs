@@ -25,6 +25,15 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("logout.html", include_str!("../templates/logout.html")),
     ("index.html", include_str!("../templates/index.html")),
+    ("account.html", include_str!("../templates/account.html")),
+    (
+        "account_session.html",
+        include_str!("../templates/account_session.html"),
+    ),
+    (
+        "account_cross_signing.html",
+        include_str!("../templates/account_cross_signing.html"),
+    ),
     ("error.html", include_str!("../templates/error.html")),
     (
         "form_post.html",

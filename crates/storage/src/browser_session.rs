@@ -23,6 +23,11 @@ pub trait BrowserSessionRepository: Send {
         clock: &dyn Clock,
         session: BrowserSession,
     ) -> Result<BrowserSession, StorageError>;
+    /// The user's active (unfinished) browser sessions, oldest first.
+    async fn list_active_for_user(
+        &mut self,
+        user: &User,
+    ) -> Result<Vec<BrowserSession>, StorageError>;
     /// Ends every active browser session of a user; returns how many.
     async fn finish_all_for_user(
         &mut self,

@@ -30,7 +30,7 @@ pub trait CompatSessionRepository: Send {
         user: &User,
         device_id: &str,
     ) -> Result<Option<CompatSession>, StorageError>;
-    /// The user's active (unfinished) sessions, oldest first.
+    /// The user's active (unfinished) compat sessions, oldest first.
     async fn list_active_for_user(
         &mut self,
         user: &User,

@@ -199,6 +199,8 @@ pub async fn register(
         return Err(RegisterError::Taken);
     }
     let user = repo.users().add(rng, clock, &local).await?;
+    // The homeserver learns about the user in the same transaction (a job).
+    super::provisioning::schedule_new_user(&mut *repo, rng, clock, &user).await?;
     let password = repo
         .user_passwords()
         .add(rng, clock, &user, version, hash, None)

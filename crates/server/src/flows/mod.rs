@@ -2,11 +2,13 @@
 //! rng and settings as parameters, and returns domain values or its own error
 //! enum; handlers map that enum to the protocol's body.
 
+pub mod account;
 pub mod authorize;
 pub mod browser_login;
 pub mod compat;
 pub mod compat_sso;
 pub mod introspection;
+pub mod provisioning;
 pub mod revocation;
 pub mod session;
 pub mod token;

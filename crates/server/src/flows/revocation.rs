@@ -2,10 +2,12 @@
 //! session (a Matrix client's logout revokes only its access token, and the
 //! device must go with it).
 
+use rand::RngCore;
 use vestibule_domain::{Clock, oauth2::Client, token_format::TokenFormat};
 use vestibule_storage::{BoxRepository, StorageError};
 
 use super::{
+    provisioning::EndedDevice,
     session::end_oauth_session,
     tokens::{FoundToken, find_token},
 };
@@ -25,27 +27,29 @@ pub enum RevocationError {
 }
 
 /// Revokes `token` for `client`. Unknown, malformed or already-dead tokens
-/// are a success (RFC 7009 §2.2).
+/// are a success (RFC 7009 §2.2). Returns the ended session's Matrix device,
+/// for the caller to delete on the homeserver once this is committed (a
+/// `sync_devices` job is scheduled in the transaction as the fallback).
 pub async fn revoke(
     repo: &mut BoxRepository,
     clock: &dyn Clock,
+    rng: &mut (dyn RngCore + Send),
     format: &TokenFormat,
     client: &Client,
     token: &str,
-) -> Result<(), RevocationError> {
+) -> Result<Option<EndedDevice>, RevocationError> {
     let Some(found) = find_token(repo, format, token).await? else {
-        return Ok(());
+        return Ok(None);
     };
     let session_id = match &found {
         FoundToken::Access(t) => t.session_id,
         FoundToken::Refresh(t) => t.session_id,
     };
     let Some(session) = repo.oauth2_sessions().lookup(session_id).await? else {
-        return Ok(());
+        return Ok(None);
     };
     if session.client_id != client.id {
         return Err(RevocationError::OtherClient);
     }
-    end_oauth_session(repo, clock, session).await?;
-    Ok(())
+    Ok(end_oauth_session(repo, clock, rng, session).await?)
 }

@@ -1,16 +1,55 @@
 //! Ending OAuth 2.0 sessions.
 
+use rand::RngCore;
 use vestibule_domain::{Clock, oauth2::Session};
 use vestibule_storage::{BoxRepository, StorageError};
 
-/// Ends a session: revokes all its access and refresh tokens and marks it
-/// finished. Idempotent: an already finished session only has its tokens
-/// revoked (again, a no-op).
+use super::provisioning::{EndedDevice, session_device_id};
+use crate::jobs;
+
+/// Ends a session: revokes all its access and refresh tokens, marks it
+/// finished and, when it had a Matrix device, schedules a `sync_devices` job
+/// for its user (in this transaction) and returns the device. Idempotent: an
+/// already finished session only has its tokens revoked (again, a no-op).
+///
+/// The caller commits, then deletes the returned device on the homeserver
+/// at once with [`super::provisioning::delete_devices`] (best effort; the
+/// job retries it if that fails).
 ///
 /// Used on logout (RFC 7009 revocation of any of its tokens), on an
-/// authorization code used twice (RFC 6749 §4.1.2) and on a refresh token
-/// replay (RFC 9700 §4.14.2).
+/// authorization code used twice (RFC 6749 §4.1.2), on a refresh token
+/// replay (RFC 9700 §4.14.2) and from the account page.
 pub async fn end_oauth_session(
+    repo: &mut BoxRepository,
+    clock: &dyn Clock,
+    rng: &mut (dyn RngCore + Send),
+    session: Session,
+) -> Result<Option<EndedDevice>, StorageError> {
+    let was_valid = session.is_valid();
+    revoke_oauth_session(repo, clock, session.clone()).await?;
+    let device = match (session.user_id, session_device_id(&session)) {
+        (Some(user_id), Some(device_id)) if was_valid => {
+            let user = repo.users().lookup(user_id).await?;
+            match user {
+                Some(user) => {
+                    jobs::schedule_sync_devices(&mut **repo, rng, clock, user.id).await?;
+                    Some(EndedDevice {
+                        localpart: user.username,
+                        device_id,
+                    })
+                }
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    Ok(device)
+}
+
+/// Revokes a session's tokens and finishes it, without touching the
+/// homeserver (for callers that deal with the devices themselves, like
+/// deactivation, where `delete_user` removes them all).
+pub async fn revoke_oauth_session(
     repo: &mut BoxRepository,
     clock: &dyn Clock,
     session: Session,

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, Utc};
 use vestibule_domain::{
     Clock,
-    oauth2::{AuthorizationGrantStage, Client, ClientAuthMethod, Session},
+    oauth2::{AuthorizationGrant, AuthorizationGrantStage, Client, ClientAuthMethod, Session},
     pkce,
     scope::{self, Scope},
     token_format::TokenFormat,
@@ -14,6 +14,7 @@ use vestibule_keys::{KeyError, Keystore};
 use vestibule_storage::{BoxRepository, Rng, StorageError};
 
 use super::{
+    provisioning::{self, DeviceProvisioning, EndedDevice},
     session::end_oauth_session,
     tokens::{IssuedTokens, TokenSettings, issue_access_token, issue_pair},
 };
@@ -82,13 +83,15 @@ pub enum TokenError {
     #[error("{0}")]
     InvalidGrant(&'static str),
     /// RFC 6749 §4.1.2 `invalid_grant`: an authorization code was used twice;
-    /// the session the first use created has been ended.
+    /// the session the first use created has been ended (its device, if
+    /// any, is to be deleted on the homeserver after the commit).
     #[error("the authorization code was already used")]
-    CodeReused,
+    CodeReused(Option<EndedDevice>),
     /// RFC 9700 §4.14.2 `invalid_grant`: a rotated refresh token was
-    /// replayed; the whole session has been ended.
+    /// replayed; the whole session has been ended (its device, if any, is
+    /// to be deleted on the homeserver after the commit).
     #[error("the refresh token was already used")]
-    RefreshTokenReplayed,
+    RefreshTokenReplayed(Option<EndedDevice>),
     /// RFC 6749 §5.2 / §6 `invalid_scope`.
     #[error("{0}")]
     InvalidScope(&'static str),
@@ -105,11 +108,33 @@ impl TokenError {
     /// Whether the writes done before the error must be committed (they end
     /// a compromised session).
     pub fn must_commit(&self) -> bool {
-        matches!(self, Self::CodeReused | Self::RefreshTokenReplayed)
+        matches!(self, Self::CodeReused(_) | Self::RefreshTokenReplayed(_))
+    }
+
+    /// The device of the session this error ended, to delete on the
+    /// homeserver once the end is committed.
+    pub fn ended_device(&self) -> Option<&EndedDevice> {
+        match self {
+            Self::CodeReused(d) | Self::RefreshTokenReplayed(d) => d.as_ref(),
+            _ => None,
+        }
     }
 }
 
 /// Runs the grant of a token request for an authenticated client.
+///
+/// When the tokens are for a Matrix device, the caller must first have made
+/// the device exist on the homeserver ([`device_to_provision`], then
+/// [`provisioning::ensure_device`]): Synapse refuses a token whose user or
+/// device it does not know. That homeserver call happens BEFORE this
+/// exchange and outside its write transaction, not inside it with a
+/// rollback on failure: the code (or refresh token) is only consumed by
+/// the compare-and-set here, so a homeserver outage leaves it untouched
+/// and usable for a retry within its lifetime, and no database write lock
+/// (all of SQLite's) is held while waiting for the homeserver. The price is
+/// that the checks run twice (read-only first) and that a device may be
+/// created for an exchange that then loses a race; the loser's session is
+/// ended as a code reuse, which schedules a `sync_devices` job.
 pub async fn exchange(
     repo: &mut BoxRepository,
     ctx: &TokenContext<'_>,
@@ -155,21 +180,41 @@ fn expires_in(settings: &TokenSettings) -> i64 {
     settings.access_token_ttl.num_seconds()
 }
 
-/// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6).
-async fn authorization_code(
+/// A code that passed every check, with what it hangs on.
+struct UsableCode {
+    grant: AuthorizationGrant,
+    session: Session,
+    user: User,
+}
+
+/// What checking an authorization code found.
+enum CodeCheck {
+    /// Usable: every check of RFC 6749 §4.1.3 and RFC 7636 §4.6 passed.
+    Usable(Box<UsableCode>),
+    /// Already exchanged: the session it created must be ended.
+    Reused(vestibule_domain::Ulid),
+}
+
+/// Checks an authorization code for `client` without writing anything, so
+/// that it can run both before the homeserver call (in a read transaction)
+/// and again in the exchange's write transaction.
+async fn check_code(
     repo: &mut BoxRepository,
     ctx: &TokenContext<'_>,
-    rng: Rng<'_>,
     client: &Client,
-    params: TokenParams,
-) -> Result<TokenGrantResult, TokenError> {
-    let code = params.code.ok_or(TokenError::MissingParameter("code"))?;
+    params: &TokenParams,
+) -> Result<CodeCheck, TokenError> {
+    let code = params
+        .code
+        .as_deref()
+        .ok_or(TokenError::MissingParameter("code"))?;
     let redirect_uri = params
         .redirect_uri
+        .as_deref()
         .ok_or(TokenError::MissingParameter("redirect_uri"))?;
     let Some(grant) = repo
         .oauth2_grants()
-        .find_by_code_hash(&token_hash(&code))
+        .find_by_code_hash(&token_hash(code))
         .await?
     else {
         return Err(TokenError::InvalidGrant("unknown authorization code"));
@@ -185,10 +230,9 @@ async fn authorization_code(
             session_id,
             fulfilled_at,
         } => (*session_id, *fulfilled_at),
+        // RFC 6749 §4.1.2: used twice → revoke what the first use got.
         AuthorizationGrantStage::Exchanged { session_id, .. } => {
-            // RFC 6749 §4.1.2: used twice → revoke what the first use got.
-            end_session_by_id(repo, ctx.clock, *session_id).await?;
-            return Err(TokenError::CodeReused);
+            return Ok(CodeCheck::Reused(*session_id));
         }
         AuthorizationGrantStage::Pending | AuthorizationGrantStage::Cancelled { .. } => {
             return Err(TokenError::InvalidGrant(
@@ -203,7 +247,7 @@ async fn authorization_code(
         ));
     }
     // RFC 6749 §4.1.3: the same redirect_uri as in the authorization request.
-    let same_redirect = url::Url::parse(&redirect_uri).is_ok_and(|u| u == grant.redirect_uri);
+    let same_redirect = url::Url::parse(redirect_uri).is_ok_and(|u| u == grant.redirect_uri);
     if !same_redirect {
         return Err(TokenError::InvalidGrant("redirect_uri does not match"));
     }
@@ -234,6 +278,113 @@ async fn authorization_code(
     let Some(user) = valid_user(repo, &session).await? else {
         return Err(TokenError::InvalidGrant("the user cannot sign in"));
     };
+    Ok(CodeCheck::Usable(Box::new(UsableCode {
+        grant,
+        session,
+        user,
+    })))
+}
+
+/// The Matrix device the token request is about to issue tokens for, if
+/// it would succeed: read-only, run before the exchange so the device can
+/// be created on the homeserver first (see [`exchange`]). `None` when the
+/// grant has no device scope or the request will fail anyway (the exchange
+/// then produces the error, and does what the error requires).
+pub async fn device_to_provision(
+    repo: &mut BoxRepository,
+    ctx: &TokenContext<'_>,
+    client: &Client,
+    params: &TokenParams,
+) -> Result<Option<DeviceProvisioning>, TokenError> {
+    if !client
+        .grant_types
+        .iter()
+        .any(|g| Some(g) == params.grant_type.as_ref())
+    {
+        return Ok(None);
+    }
+    let (session, user) = match params.grant_type.as_deref() {
+        Some(GRANT_AUTHORIZATION_CODE) => match check_code(repo, ctx, client, params).await {
+            Ok(CodeCheck::Usable(usable)) => (usable.session, usable.user),
+            Ok(CodeCheck::Reused(_))
+            | Err(TokenError::InvalidGrant(_) | TokenError::MissingParameter(_)) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        },
+        Some(GRANT_REFRESH_TOKEN) => match refreshable(repo, ctx, client, params).await? {
+            Some(found) => found,
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    Ok(
+        provisioning::device_of_session(repo, &session, &user, client.client_name.as_deref())
+            .await?,
+    )
+}
+
+/// The session and user of a refresh token that would get new tokens (not
+/// revoked, not consumed unless within the lost-response retry window),
+/// read-only.
+async fn refreshable(
+    repo: &mut BoxRepository,
+    ctx: &TokenContext<'_>,
+    client: &Client,
+    params: &TokenParams,
+) -> Result<Option<(Session, User)>, StorageError> {
+    let Some(presented) = params.refresh_token.as_deref() else {
+        return Ok(None);
+    };
+    if ctx.format.verify(presented) != Ok(vestibule_domain::token_format::TokenType::RefreshToken) {
+        return Ok(None);
+    }
+    let Some(token) = repo
+        .oauth2_refresh_tokens()
+        .find_by_hash(&token_hash(presented))
+        .await?
+    else {
+        return Ok(None);
+    };
+    if token.revoked_at.is_some()
+        || token
+            .consumed_at
+            .is_some_and(|c| ctx.clock.now() - c > REFRESH_RETRY_WINDOW)
+    {
+        return Ok(None);
+    }
+    let Some(session) = repo.oauth2_sessions().lookup(token.session_id).await? else {
+        return Ok(None);
+    };
+    if session.client_id != client.id || !session.is_valid() {
+        return Ok(None);
+    }
+    Ok(valid_user(repo, &session).await?.map(|u| (session, u)))
+}
+
+/// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6).
+async fn authorization_code(
+    repo: &mut BoxRepository,
+    ctx: &TokenContext<'_>,
+    rng: Rng<'_>,
+    client: &Client,
+    params: TokenParams,
+) -> Result<TokenGrantResult, TokenError> {
+    let (grant, session, user) = match check_code(repo, ctx, client, &params).await? {
+        CodeCheck::Usable(usable) => {
+            let UsableCode {
+                grant,
+                session,
+                user,
+            } = *usable;
+            (grant, session, user)
+        }
+        CodeCheck::Reused(session_id) => {
+            let ended = end_session_by_id(repo, ctx.clock, rng, session_id).await?;
+            return Err(TokenError::CodeReused(ended));
+        }
+    };
+    let session_id = session.id;
     // The compare-and-set: one winner among concurrent exchanges.
     let exchanged = repo
         .oauth2_grants()
@@ -242,8 +393,8 @@ async fn authorization_code(
     match exchanged {
         Ok(_) => {}
         Err(StorageError::ConcurrentUpdate(_) | StorageError::InvalidTransition(_)) => {
-            end_session_by_id(repo, ctx.clock, session_id).await?;
-            return Err(TokenError::CodeReused);
+            let ended = end_session_by_id(repo, ctx.clock, rng, session_id).await?;
+            return Err(TokenError::CodeReused(ended));
         }
         Err(e) => return Err(e.into()),
     }
@@ -310,13 +461,14 @@ async fn authorization_code(
 async fn end_session_by_id(
     repo: &mut BoxRepository,
     clock: &dyn Clock,
+    rng: Rng<'_>,
     id: vestibule_domain::Ulid,
-) -> Result<(), StorageError> {
+) -> Result<Option<EndedDevice>, StorageError> {
     let session = repo.oauth2_sessions().lookup(id).await?;
-    if let Some(session) = session {
-        end_oauth_session(repo, clock, session).await?;
+    match session {
+        Some(session) => end_oauth_session(repo, clock, rng, session).await,
+        None => Ok(None),
     }
-    Ok(())
 }
 
 /// RFC 6749 §6: the requested scope must be a subset of the granted one.
@@ -392,8 +544,8 @@ async fn refresh_token(
     if token.revoked_at.is_some() {
         // Only a successor revoked by a lost-response retry is revoked in a
         // live session: whoever holds it was not the retrying client.
-        end_oauth_session(repo, ctx.clock, session).await?;
-        return Err(TokenError::RefreshTokenReplayed);
+        let ended = end_oauth_session(repo, ctx.clock, rng, session).await?;
+        return Err(TokenError::RefreshTokenReplayed(ended));
     }
     let scope = narrowed_scope(&session, params.scope.as_deref())?;
     if let Some(consumed_at) = token.consumed_at {
@@ -423,8 +575,8 @@ async fn refresh_token(
             return Ok(refresh_result(ctx, &session, tokens, scope));
         }
         // RFC 9700 §4.14.2: replay of a rotated token → end the session.
-        end_oauth_session(repo, ctx.clock, session).await?;
-        return Err(TokenError::RefreshTokenReplayed);
+        let ended = end_oauth_session(repo, ctx.clock, rng, session).await?;
+        return Err(TokenError::RefreshTokenReplayed(ended));
     }
     if let Some(ttl) = ctx.settings.refresh_token_ttl
         && now >= token.created_at + ttl

@@ -238,8 +238,8 @@ impl JobWorker {
             tracing::warn!(%user_id, "sync_devices: no such user any more; nothing to do");
             return Ok(());
         };
-        // The devices of active OAuth sessions and of active compat
-        // (`/login`) sessions.
+        // Every device of an active session: OAuth sessions with a device
+        // scope, and compat (`/login`) sessions.
         let mut devices: BTreeSet<String> = repo
             .oauth2_sessions()
             .list_active_for_user(&user)

@@ -103,6 +103,55 @@ async fn every_template_renders_with_sample_data() {
             &["@alice:example.org"],
         ),
         (
+            "account.html",
+            serde_json::json!({
+                "matrix_user_id": "@alice:example.org",
+                "emails": ["alice@example.org"],
+                "sessions": [{"client_name": "Element <X>", "device_id": "DEVICEAAAA", "kind": "OAuth 2.0",
+                    "created_at": "2026-01-01 10:00 UTC", "view_path": "/account/?action=org.matrix.session_view&device_id=DEVICEAAAA",
+                    "end_path": "/account/?action=org.matrix.session_end&device_id=DEVICEAAAA"}],
+                "browser_sessions": [{"user_agent": "Firefox", "created_at": "2026-01-01 09:00 UTC", "current": true}],
+                "cross_signing_path": "/account/?action=org.matrix.cross_signing_reset",
+                "sessions_path": "/account/?action=org.matrix.sessions_list",
+            }),
+            &[
+                "@alice:example.org",
+                "alice@example.org",
+                "Element &lt;X&gt;",
+                "DEVICEAAAA",
+                "action=org.matrix.session_end&amp;device_id=DEVICEAAAA",
+                "(this browser)",
+                "org.matrix.cross_signing_reset",
+            ],
+        ),
+        (
+            "account_session.html",
+            serde_json::json!({
+                "matrix_user_id": "@alice:example.org",
+                "session": {"client_name": "Element", "device_id": "DEVICEAAAA", "kind": "OAuth 2.0", "created_at": "2026-01-01 10:00 UTC"},
+                "confirm": true, "csrf": "tok", "action": "org.matrix.session_end",
+                "sessions_path": "/account/?action=org.matrix.sessions_list",
+            }),
+            &[
+                "Sign out this session?",
+                "name=\"device_id\" value=\"DEVICEAAAA\"",
+                "name=\"csrf\" value=\"tok\"",
+            ],
+        ),
+        (
+            "account_cross_signing.html",
+            serde_json::json!({"matrix_user_id": "@alice:example.org", "csrf": "tok", "action": "org.matrix.cross_signing_reset", "done": false}),
+            &[
+                "Reset your cryptographic identity?",
+                "name=\"csrf\" value=\"tok\"",
+            ],
+        ),
+        (
+            "account_cross_signing.html",
+            serde_json::json!({"matrix_user_id": "@alice:example.org", "done": true}),
+            &["go back to your app and retry"],
+        ),
+        (
             "error.html",
             serde_json::json!({"title": "Oops", "message": "The redirect_uri is not registered", "back_uri": "https://element.example/", "back_name": "Element"}),
             &["Oops", "not registered", "Go back to Element"],

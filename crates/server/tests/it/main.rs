@@ -1,6 +1,7 @@
 //! HTTP tests through the production router (`router(state, resources)`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod account_page;
 mod browser_authorize;
 mod browser_helpers;
 mod browser_login;
@@ -19,4 +20,8 @@ mod oauth2_introspect;
 mod oauth2_refresh;
 mod oauth2_support;
 mod oauth2_token;
+mod provisioning_devices;
+mod provisioning_support;
+mod provisioning_synapse;
+mod provisioning_users;
 mod registration;

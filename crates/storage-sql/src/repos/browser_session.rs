@@ -159,6 +159,21 @@ impl BrowserSessionRepository for SqlBrowserSessionRepository<'_> {
         Ok(session)
     }
 
+    async fn list_active_for_user(
+        &mut self,
+        user: &User,
+    ) -> Result<Vec<BrowserSession>, StorageError> {
+        let rows: Vec<SessionRow> = run!(self.conn, |c| sqlx::query_as(
+            "SELECT id, user_id, created_at, finished_at, user_agent, last_active_at FROM browser_sessions \
+             WHERE user_id = $1 AND finished_at IS NULL ORDER BY id"
+        )
+        .bind(user.id.to_string())
+        .fetch_all(c)
+        .await)
+        .db()?;
+        rows.into_iter().map(BrowserSession::try_from).collect()
+    }
+
     async fn finish_all_for_user(
         &mut self,
         clock: &dyn Clock,

@@ -85,6 +85,16 @@ pub async fn browser_sessions(f: &dyn RepositoryFactory) {
         .unwrap();
     assert!(!finished.is_active());
     // Only s2 is still active.
+    let active = repo
+        .browser_sessions()
+        .list_active_for_user(&user)
+        .await
+        .unwrap();
+    assert_eq!(
+        active.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [s2.id],
+        "a finished session is not listed"
+    );
     assert_eq!(
         repo.browser_sessions()
             .finish_all_for_user(&ctx.clock, &user)

@@ -314,6 +314,20 @@ pub async fn compat_sessions_and_tokens(f: &dyn RepositoryFactory) {
     );
     drop(repo);
 
+    // list_active_for_user: only this user's unfinished sessions.
+    let mut repo = f.read().await.unwrap();
+    let mut active: Vec<String> = repo
+        .compat_sessions()
+        .list_active_for_user(&alice)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.device_id)
+        .collect();
+    active.sort();
+    assert_eq!(active, ["LAPTOP", "PHONE"], "laptop and the second phone");
+    drop(repo);
+
     // finish_all_for_user counts only the sessions it ended.
     ctx.clock.advance(Duration::seconds(1));
     let mut repo = f.write().await.unwrap();

@@ -27,15 +27,16 @@ use crate::{
     session,
 };
 
-/// `?grant=<id>` or `?compat_sso=<id>` (the two "next" kinds: the
-/// consent page of a grant, or the approval page of a legacy SSO login;
-/// only paths we build from an id, S23), and `switch=1` to sign in as
-/// someone else.
+/// `?grant=<id>` or `?compat_sso=<id>` (the consent page of a grant, or
+/// the approval page of a legacy SSO login; only paths we build from an id,
+/// S23), `?next=/account/…` to come back to the account page, and
+/// `switch=1` to sign in as someone else.
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct PageQuery {
     pub grant: Option<String>,
     pub compat_sso: Option<String>,
     pub switch: Option<String>,
+    pub next: Option<String>,
 }
 
 impl PageQuery {
@@ -54,6 +55,11 @@ impl PageQuery {
             .as_deref()
             .and_then(|g| Ulid::from_string(g).ok())
     }
+
+    /// The account page to return to (only ever one of ours, rebuilt).
+    pub fn next(&self) -> Option<String> {
+        self.next.as_deref().and_then(super::account::return_path)
+    }
 }
 
 #[derive(Deserialize)]
@@ -65,6 +71,7 @@ struct LoginForm {
     password: String,
     grant: Option<String>,
     compat_sso: Option<String>,
+    next: Option<String>,
 }
 
 /// The grant (and its client) a page continues, if it exists.
@@ -150,6 +157,7 @@ fn login_page(
     csrf: &csrf::CsrfToken,
     grant: Option<&(AuthorizationGrant, Client)>,
     compat: Option<&CompatSsoLogin>,
+    next: Option<&str>,
     username: &str,
     error: Option<&str>,
 ) -> Response {
@@ -163,6 +171,7 @@ fn login_page(
             grant_id => grant.map(|(g, _)| g.id.to_string()),
             compat_sso_id => if grant.is_none() { compat.map(|l| l.id.to_string()) } else { None },
             client_name => continue_to(grant, compat),
+            next,
             username,
             error,
             passwords_enabled => state.passwords.is_enabled(),
@@ -192,7 +201,10 @@ pub async fn get(
             Err(e) => Err(e),
         };
         match signed_in {
-            Ok(Some(_)) => return see_other(&state, "/", &PageOpts::default()),
+            Ok(Some(_)) => {
+                let target = q.next().unwrap_or_else(|| "/".to_owned());
+                return see_other(&state, &target, &PageOpts::default());
+            }
             Ok(None) => {}
             Err(e) => return internal(&state, &e),
         }
@@ -202,12 +214,14 @@ pub async fn get(
         grant.as_ref().and_then(|(g, _)| g.login_hint.as_deref()),
     );
     let csrf = csrf::issue(&state, &headers);
+    let next = q.next();
     login_page(
         &state,
         StatusCode::OK,
         &csrf,
         grant.as_ref(),
         compat.as_ref(),
+        next.as_deref(),
         &username,
         None,
     )
@@ -238,6 +252,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Err(r) => return r,
     };
     let csrf = csrf::issue(&state, &headers);
+    let next = form.next.as_deref().and_then(super::account::return_path);
     if !state.passwords.is_enabled() {
         return login_page(
             &state,
@@ -245,6 +260,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             &csrf,
             grant.as_ref(),
             compat.as_ref(),
+            next.as_deref(),
             "",
             Some("Password sign-in is disabled on this server."),
         );
@@ -265,7 +281,10 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     match result {
         Ok(logged_in) => {
             let cookie = session::session_cookie(&state, logged_in.session.id);
-            let target = next_path(grant.as_ref(), compat.as_ref());
+            let target = match (&grant, &compat, next) {
+                (None, None, Some(next)) => next,
+                _ => next_path(grant.as_ref(), compat.as_ref()),
+            };
             see_other(&state, &target, &PageOpts::default().cookie(cookie))
         }
         // One answer for unknown users and wrong passwords (S38).
@@ -275,6 +294,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             &csrf,
             grant.as_ref(),
             compat.as_ref(),
+            next.as_deref(),
             &form.username,
             Some("Wrong username or password."),
         ),

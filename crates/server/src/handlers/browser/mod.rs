@@ -15,6 +15,7 @@
     reason = "the Err is the response itself, built once and returned at once"
 )]
 
+mod account;
 mod assets;
 mod authorize;
 mod consent;
@@ -58,6 +59,11 @@ pub fn routes() -> Router<AppState> {
         )
         .route(routes::Consent::PATH, get(consent::get).post(consent::post))
         .route(routes::Logout::PATH, get(logout::get).post(logout::post))
+        .route(routes::Account::PATH, get(account::get).post(account::post))
+        .route(
+            routes::Account::PATH.trim_end_matches('/'),
+            get(account::redirect),
+        )
         .route("/", get(index))
 }
 

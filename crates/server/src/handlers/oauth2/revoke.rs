@@ -13,7 +13,10 @@ use crate::{
     client_auth::{ClientAuthError, ClientAuthParams},
     error::{ErrorCode, OAuthError},
     extract::OAuthForm,
-    flows::revocation::{RevocationError, revoke},
+    flows::{
+        provisioning::delete_devices,
+        revocation::{RevocationError, revoke},
+    },
 };
 
 /// RFC 7009 §2.1 request. Not `Debug`: it holds a token and secrets.
@@ -74,16 +77,21 @@ pub async fn post(
 ) -> Result<Response, RevocationEndpointError> {
     let (client, _) = super::authenticate_client(&state, &headers, &req.auth).await?;
     let token = req.token.ok_or(RevocationEndpointError::MissingToken)?;
+    let mut rng = state.rng.rng();
     let mut repo = state.repos.write().await?;
-    revoke(
+    let ended = revoke(
         &mut repo,
         &*state.clock,
+        &mut rng,
         &state.token_format,
         &client,
         &token,
     )
     .await?;
     repo.save().await?;
+    // After the commit: the device goes now (Synapse then refuses the token
+    // at once); if the homeserver is down the committed sync job does it.
+    delete_devices(state.homeserver.as_ref(), ended.as_slice()).await;
     let mut res = StatusCode::OK.into_response();
     super::no_store(res.headers_mut());
     Ok(res)

@@ -15,9 +15,14 @@ use crate::{
     error::{ErrorCode, OAuthError},
     extract::OAuthForm,
     flows::{
-        token::{TokenContext, TokenError, TokenParams, exchange},
+        provisioning::{delete_devices, ensure_device},
+        token::{
+            GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, TokenContext, TokenError, TokenParams,
+            device_to_provision, exchange,
+        },
         tokens::TokenSettings,
     },
+    homeserver::HomeserverError,
 };
 
 /// The form of a token request (RFC 6749 §4.1.3, §4.4.2, §6), with the
@@ -61,6 +66,11 @@ pub enum TokenEndpointError {
     /// The database failed: 503 when unavailable, else 500.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The homeserver could not create the token's device: 503
+    /// `temporarily_unavailable` when it is down (retry later; nothing was
+    /// consumed), else 500.
+    #[error("the homeserver could not create the device: {0}")]
+    Homeserver(#[from] HomeserverError),
 }
 
 impl From<TokenError> for OAuthError {
@@ -70,8 +80,8 @@ impl From<TokenError> for OAuthError {
             TokenError::UnsupportedGrantType => ErrorCode::UnsupportedGrantType,
             TokenError::UnauthorizedClient(_) => ErrorCode::UnauthorizedClient,
             TokenError::InvalidGrant(_)
-            | TokenError::CodeReused
-            | TokenError::RefreshTokenReplayed => ErrorCode::InvalidGrant,
+            | TokenError::CodeReused(_)
+            | TokenError::RefreshTokenReplayed(_) => ErrorCode::InvalidGrant,
             TokenError::InvalidScope(_) => ErrorCode::InvalidScope,
             TokenError::Storage(s) => return OAuthError::internal(s),
             TokenError::Signing(k) => return OAuthError::internal(k),
@@ -86,6 +96,17 @@ impl From<TokenEndpointError> for OAuthError {
             TokenEndpointError::ClientAuth(e) => e.into(),
             TokenEndpointError::Grant(e) => e.into(),
             TokenEndpointError::Storage(e) => e.into(),
+            TokenEndpointError::Homeserver(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "homeserver unavailable: token request refused");
+                OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the homeserver is unavailable; try again in a moment",
+                )
+            }
+            TokenEndpointError::Homeserver(e) => {
+                tracing::error!(error = %e, "homeserver refused to create a device");
+                OAuthError::new(ErrorCode::ServerError, "the homeserver refused the device")
+            }
         }
     }
 }
@@ -121,6 +142,23 @@ pub async fn post(
         scope: req.scope,
     };
     let mut rng = state.rng.rng();
+    // The homeserver first (see `flows::token::exchange`): a read-only check
+    // of the request, then the user and device on the homeserver.
+    let may_need_device = matches!(
+        params.grant_type.as_deref(),
+        Some(GRANT_AUTHORIZATION_CODE | GRANT_REFRESH_TOKEN)
+    );
+    let device = if may_need_device {
+        let mut repo = state.repos.read().await?;
+        let device = device_to_provision(&mut repo, &ctx, &client, &params).await;
+        drop(repo);
+        device?
+    } else {
+        None
+    };
+    if let Some(device) = &device {
+        ensure_device(state.homeserver.as_ref(), device).await?;
+    }
     // One write transaction per exchange.
     let mut repo = state.repos.write().await?;
     match exchange(&mut repo, &ctx, &mut rng, &client, params).await {
@@ -141,6 +179,9 @@ pub async fn post(
         Err(e) => {
             if e.must_commit() {
                 repo.save().await?;
+                if let Some(ended) = e.ended_device() {
+                    delete_devices(state.homeserver.as_ref(), std::slice::from_ref(ended)).await;
+                }
             }
             Err(e.into())
         }
