@@ -33,9 +33,9 @@ function psql(sql) {
  * A running vestibule on a free port, on SQLite or PostgreSQL, with one user.
  * Returns { issuer, config, matrixSecret, stop() }.
  */
-export async function startVestibule({ engine, username = 'alice', password = 'correct horse battery staple' }) {
+export async function startVestibule({ engine, username = 'alice', password = 'correct horse battery staple', port: fixedPort, matrix }) {
   const dir = mkdtempSync(join(tmpdir(), `vestibule-e2e-${engine}-`));
-  const port = await freePort();
+  const port = fixedPort ?? await freePort();
   const config = join(dir, 'config.yaml');
   run(['config', 'generate', '-o', config]);
   let dbName = null;
@@ -55,6 +55,12 @@ export async function startVestibule({ engine, username = 'alice', password = 'c
     .replace(/uri: .*/, `uri: ${uri}`)
     .replace(/address: 127\.0\.0\.1:8080/, `address: 127.0.0.1:${port}`)
     .replace(/public_base: .*/, `public_base: http://127.0.0.1:${port}/`);
+  if (matrix) {
+    yaml = yaml
+      .replace(/homeserver: .*/, `homeserver: ${matrix.homeserver}`)
+      .replace(/endpoint: .*/, `endpoint: ${matrix.endpoint}`);
+    if (matrix.secret) yaml = yaml.replace(/(matrix:[\s\S]*?secret: )[0-9a-f]{64}/, `$1${matrix.secret}`);
+  }
   writeFileSync(config, yaml);
   const matrixSecret = /secret: ([0-9a-f]{64})/.exec(yaml.split('matrix:')[1])[1];
   run(['-c', config, 'database', 'migrate']);
@@ -193,3 +199,71 @@ export async function loginWithHttp(server, authUrl, redirectUri, browser = new 
   return new URL(url);
 }
 
+
+/**
+ * Synapse (from the venv in VESTIBULE_SYNAPSE_VENV) with
+ * `matrix_authentication_service` pointing at `vestibuleUrl`. Synapse merges
+ * several config files, later ones overriding top-level keys, so the
+ * generated config stays untouched and the test's settings go on top.
+ */
+export async function startSynapse({ port, vestibuleUrl, secret, serverName = 'localhost' }) {
+  const venv = process.env.VESTIBULE_SYNAPSE_VENV;
+  if (!venv) throw new Error('VESTIBULE_SYNAPSE_VENV is not set (scripts/synapse.sh installs Synapse)');
+  const python = join(venv, 'bin', 'python');
+  const dir = mkdtempSync(join(tmpdir(), 'vestibule-e2e-synapse-'));
+  const base = join(dir, 'homeserver.yaml');
+  execFileSync(python, ['-m', 'synapse.app.homeserver', '--server-name', serverName, '--config-path', base,
+    '--data-directory', dir, '--generate-config', '--report-stats=no'], { cwd: dir, stdio: 'pipe' });
+  const overrides = join(dir, 'test.yaml');
+  writeFileSync(overrides, `
+listeners:
+  - port: ${port}
+    bind_addresses: ['127.0.0.1']
+    type: http
+    x_forwarded: false
+    resources: [{names: [client], compress: false}]
+public_baseurl: http://127.0.0.1:${port}/
+trusted_key_servers: []
+suppress_key_server_warning: true
+serve_client_wellknown: true
+password_config: {enabled: false}
+background_updates: {sleep_enabled: false}
+database: {name: sqlite3, args: {database: ${join(dir, 'homeserver.db')}}}
+matrix_authentication_service:
+  enabled: true
+  endpoint: "${vestibuleUrl}"
+  secret: "${secret}"
+rc_message: {per_second: 1000, burst_count: 1000}
+rc_login: {address: {per_second: 1000, burst_count: 1000}, account: {per_second: 1000, burst_count: 1000}}
+`);
+  const log = join(dir, 'synapse.out');
+  const child = spawn(python, ['-m', 'synapse.app.homeserver', '--config-path', base, '--config-path', overrides],
+    { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let output = '';
+  child.stdout.on('data', (d) => { output += d; });
+  child.stderr.on('data', (d) => { output += d; });
+  const url = `http://127.0.0.1:${port}/`;
+  // Synapse has no readiness signal on stdout: poll its health endpoint (a
+  // bounded wait on an external process), failing with its log.
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`synapse exited (${child.exitCode}):\n${output}`);
+    try {
+      const r = await fetch(new URL('health', url));
+      if (r.ok) break;
+    } catch { /* not listening yet */ }
+    if (Date.now() > deadline) throw new Error(`synapse not healthy in 60 s:\n${output}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    url,
+    logs: () => output,
+    async stop() {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
+      await exited;
+      writeFileSync(log, output);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,83 @@
+// matrix-js-sdk 43 (the engine of Element Web; stable scopes,
+// response_mode=fragment) logs in through real Synapse delegating to a
+// running vestibule: discovery through Synapse's auth_metadata, dynamic
+// registration, our login and consent pages, token, whoami through Synapse,
+// a room and a message, refresh, logout — after which Synapse refuses the
+// old access token at once.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import * as sdk from 'matrix-js-sdk';
+import { OAuth2 } from 'matrix-js-sdk/lib/oauth/index.js';
+import { loginWithHttp, startVestibule, startSynapse, freePort } from './lib.mjs';
+
+// matrix-js-sdk 43 targets Node 22 and uses Promise.withResolvers when
+// sending events; this machine has Node 20 (PEERS.md: it installs with
+// EBADENGINE warnings). A standard-conforming polyfill keeps it working.
+Promise.withResolvers ??= function withResolvers() {
+  let resolve;
+  let reject;
+  const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
+  return { promise, resolve, reject };
+};
+
+test('matrix-js-sdk logs in through Synapse with next-gen auth', { skip: !process.env.VESTIBULE_SYNAPSE_VENV && 'VESTIBULE_SYNAPSE_VENV not set' }, async () => {
+  const synapsePort = await freePort();
+  const vestibulePort = await freePort();
+  const secret = randomBytes(32).toString('hex');
+  const server = await startVestibule({
+    engine: 'sqlite',
+    port: vestibulePort,
+    matrix: { homeserver: 'localhost', endpoint: `http://127.0.0.1:${synapsePort}/`, secret },
+  });
+  const synapse = await startSynapse({ port: synapsePort, vestibuleUrl: server.issuer, secret });
+  try {
+    const anon = sdk.createClient({ baseUrl: synapse.url });
+    const metadata = await anon.getAuthMetadata();
+    assert.equal(metadata.issuer, server.issuer, 'Synapse serves our discovery document');
+
+    const redirectUri = 'https://app.element.example/callback';
+    const clientId = await OAuth2.registerClient(metadata, {
+      client_name: 'Element Web (e2e)',
+      client_uri: 'https://app.element.example/',
+      redirect_uris: [redirectUri],
+      application_type: 'web',
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+    });
+    const deviceId = 'JSSDKDEVICE';
+    const oauth = new OAuth2(metadata, { clientId, deviceId });
+    const state = randomBytes(16).toString('hex');
+    const authUrl = await oauth.generateAuthorizationCodeGrantUrl(state, redirectUri, 'fragment');
+    const back = await loginWithHttp(server, new URL(authUrl), redirectUri);
+    const params = new URLSearchParams(back.hash.slice(1));
+    assert.equal(params.get('state'), state);
+    assert.equal(params.get('iss'), server.issuer);
+    const tokens = await oauth.completeAuthorizationCodeGrant(params.get('code'), redirectUri);
+
+    const client = sdk.createClient({ baseUrl: synapse.url, accessToken: tokens.access_token, deviceId });
+    const who = await client.whoami();
+    assert.equal(who.user_id, `@${server.username}:localhost`);
+    assert.equal(who.device_id, deviceId);
+    const { room_id: roomId } = await client.createRoom({ name: 'e2e' });
+    const sent = await client.sendTextMessage(roomId, 'hello from matrix-js-sdk');
+    assert.ok(sent.event_id);
+
+    const refreshed = await oauth.performRefreshTokenGrant(tokens.refresh_token);
+    const client2 = sdk.createClient({ baseUrl: synapse.url, accessToken: refreshed.access_token, deviceId });
+    assert.equal((await client2.whoami()).device_id, deviceId);
+
+    // Logout: revoking ends the session and deletes the device, so Synapse
+    // refuses the token at once despite its introspection cache.
+    await oauth.revokeToken(refreshed.access_token, 'access_token');
+    await assert.rejects(client2.whoami(), (e) => e.httpStatus === 401, 'Synapse refuses the revoked token');
+  } catch (e) {
+    console.error(server.logs());
+    console.error(synapse.logs().slice(-4000));
+    throw e;
+  } finally {
+    await synapse.stop();
+    await server.stop();
+  }
+});
