@@ -58,9 +58,12 @@ step "cargo test (unit, conformance on SQLite + PostgreSQL, HTTP, real Synapse, 
 cargo test --workspace --locked --no-fail-fast
 
 step "end-to-end: third-party clients against a running vestibule (openid-client, headless Chromium)"
-if ! command -v chromium >/dev/null 2>&1; then
-  # Debian's Chromium; test tools never download their own browser here.
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+if ! command -v chromium >/dev/null 2>&1 || ! command -v nginx >/dev/null 2>&1; then
+  # Debian's Chromium (test tools never download their own browser here) and
+  # nginx, the reverse proxy in front of Synapse and vestibule.
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium nginx
+  # The package starts a system nginx on port 80; the tests run their own.
+  (service nginx stop || true) >/dev/null 2>&1
 fi
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 cargo build --locked --bin vestibule

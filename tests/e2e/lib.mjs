@@ -267,3 +267,105 @@ rc_login: {address: {per_second: 1000, burst_count: 1000}, account: {per_second:
     },
   };
 }
+
+/**
+ * nginx in front of both, as MAS documents it for operators: the legacy
+ * login endpoints (`/login`, `/logout`, `/refresh`, their sub-paths) go to
+ * vestibule, everything else under `/_matrix` to Synapse. Run in the
+ * foreground from a temporary prefix; Debian's `nginx` package.
+ */
+export async function startProxy({ port, synapseUrl, vestibuleUrl }) {
+  const dir = mkdtempSync(join(tmpdir(), 'vestibule-e2e-nginx-'));
+  const up = (u) => new URL(u).host;
+  writeFileSync(join(dir, 'nginx.conf'), `
+daemon off;
+user root;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 256; }
+http {
+  access_log ${dir}/access.log;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  server {
+    listen 127.0.0.1:${port};
+    location ~ ^/_matrix/client/(r0|v3)/(login|logout|refresh) {
+      proxy_pass http://${up(vestibuleUrl)};
+      # vestibule's redirects already name its public_base; nginx must not
+      # rewrite them to the proxy's address (its default when public_base
+      # happens to equal the upstream address, as in this test).
+      proxy_redirect off;
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+    }
+    location / {
+      proxy_pass http://${up(synapseUrl)};
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+    }
+  }
+}
+`);
+  const child = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stderr.on('data', (d) => { output += d; });
+  const url = `http://127.0.0.1:${port}/`;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`nginx exited (${child.exitCode}):\n${output}`);
+    try {
+      await fetch(url);
+      break;
+    } catch { /* not listening yet */ }
+    if (Date.now() > deadline) throw new Error(`nginx not up in 20 s:\n${output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    async stop() {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGQUIT');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Vestibule + Synapse + nginx, wired together. */
+export async function startStack({ engine = 'sqlite' } = {}) {
+  const { randomBytes } = await import('node:crypto');
+  const synapsePort = await freePort();
+  const vestibulePort = await freePort();
+  const proxyPort = await freePort();
+  const secret = randomBytes(32).toString('hex');
+  const server = await startVestibule({
+    engine,
+    port: vestibulePort,
+    matrix: { homeserver: 'localhost', endpoint: `http://127.0.0.1:${synapsePort}/`, secret },
+  });
+  let synapse;
+  let proxy;
+  try {
+    synapse = await startSynapse({ port: synapsePort, vestibuleUrl: server.issuer, secret });
+    proxy = await startProxy({ port: proxyPort, synapseUrl: synapse.url, vestibuleUrl: server.issuer });
+  } catch (e) {
+    await synapse?.stop();
+    await server.stop();
+    throw e;
+  }
+  return {
+    server,
+    synapse,
+    proxy,
+    logs: () => `${server.logs()}\n--- synapse ---\n${synapse.logs().slice(-4000)}`,
+    async stop() {
+      await proxy.stop();
+      await synapse.stop();
+      return server.stop();
+    },
+  };
+}

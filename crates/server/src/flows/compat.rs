@@ -286,11 +286,27 @@ async fn start_session(
     refresh: bool,
 ) -> Result<CompatLoggedIn, CompatLoginError> {
     let display_name = device.display_name.as_deref();
-    let outcome = env
-        .homeserver
-        .upsert_device(&user.username, device_id, display_name)
-        .await
-        .map_err(CompatLoginError::Homeserver)?;
+    let upsert = || {
+        env.homeserver
+            .upsert_device(&user.username, device_id, display_name)
+    };
+    let outcome = match upsert().await {
+        // The user's provisioning job has not run yet (e.g. Synapse was
+        // down when the account was created): create the user now, as the
+        // OAuth token endpoint does; the job fills in the rest later.
+        Err(HomeserverError::NotFound) => {
+            let request = crate::homeserver::ProvisionRequest::new(user.username.clone())
+                .set_displayname(user.username.clone())
+                .locked(user.locked_at.is_some());
+            env.homeserver
+                .provision_user(&request)
+                .await
+                .map_err(CompatLoginError::Homeserver)?;
+            upsert().await
+        }
+        other => other,
+    }
+    .map_err(CompatLoginError::Homeserver)?;
     let stored = store_session(env, rng, user, proof, device_id, display_name, refresh).await;
     if stored.is_err()
         && outcome == DeviceOutcome::Created

@@ -11,7 +11,7 @@ use serde_json::json;
 use vestibule_server::passwords::PasswordManager;
 
 use crate::{
-    browser_helpers::PASSWORD,
+    browser_helpers::{PASSWORD, add_user},
     compat_support::{Cx, LOGIN, databases},
     harness::send,
 };
@@ -354,4 +354,21 @@ async fn a_saturated_password_pool_answers_limit_exceeded() {
     r.assert_error(StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED");
     assert_eq!(r.body["retry_after_ms"], 5000);
     assert_eq!(r.headers[header::RETRY_AFTER], "5");
+}
+
+#[tokio::test]
+async fn a_user_not_yet_on_the_homeserver_is_provisioned_at_login() {
+    // The provisioning job may not have run yet (the homeserver was down when
+    // the account was created): the login creates the user, then the device,
+    // like the OAuth token endpoint does. Found by the legacy e2e test.
+    let cx = Cx::new().await;
+    add_user(&cx.t.state, "newbie", PASSWORD).await;
+    assert!(cx.hs.user("newbie").is_none(), "not on the homeserver yet");
+    let r = cx
+        .login_ok("newbie", &json!({"device_id": "NEWDEVICE1"}))
+        .await;
+    assert_eq!(r.str("device_id"), "NEWDEVICE1");
+    let on_hs = cx.hs.user("newbie").expect("provisioned at login");
+    assert!(on_hs.devices.contains_key("NEWDEVICE1"));
+    cx.cleanup().await;
 }
