@@ -8,7 +8,11 @@
 //! per-IP backoff.
 
 use rand_chacha::ChaCha20Rng;
-use vestibule_domain::{Clock, Ulid, browser_session::BrowserSession, user::User};
+use vestibule_domain::{
+    Clock, Ulid,
+    browser_session::BrowserSession,
+    user::{Password, User},
+};
 use vestibule_storage::{RepositoryFactory, StorageError};
 use zeroize::Zeroizing;
 
@@ -93,20 +97,48 @@ pub fn validate_new_localpart(local: &str, homeserver: &str) -> Result<(), Regis
     Ok(())
 }
 
-/// Checks a username and password and opens a new browser session.
-/// `previous` (the browser's current session, if any) is finished.
-#[allow(clippy::too_many_arguments)]
-pub async fn login(
+/// A password that matched: the user, their stored password, and a new hash
+/// to store when the stored one used an older scheme.
+pub struct CheckedPassword {
+    pub user: User,
+    pub stored: Password,
+    pub upgrade: Option<(u16, String)>,
+}
+
+/// Why a password could not be checked (as opposed to being wrong).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<CheckError> for LoginError {
+    fn from(e: CheckError) -> Self {
+        match e {
+            CheckError::Password(e) => Self::Password(e),
+            CheckError::Storage(e) => Self::Storage(e),
+        }
+    }
+}
+
+/// Checks a username (a localpart, or a full MXID on `homeserver`) and a
+/// password — the one check behind every password login (pages, legacy
+/// `/login`). Reads in a read transaction and hashes outside any
+/// transaction, so no write lock is held while Argon2 runs. Unknown users get
+/// a dummy verification, so "no such user" and "wrong password" take the
+/// same time and give the same answer, `Ok(None)` (ASVS 6.3.8, S38). The
+/// account's state (locked, deactivated) is the caller's to check, and only
+/// after this succeeded, so guessing does not reveal it.
+pub async fn check_password(
     repos: &dyn RepositoryFactory,
-    clock: &dyn Clock,
     rng: &mut ChaCha20Rng,
     passwords: &PasswordManager,
     homeserver: &str,
     username: &str,
     password: Zeroizing<String>,
-    user_agent: Option<&str>,
-    previous: Option<Ulid>,
-) -> Result<LoggedIn, LoginError> {
+) -> Result<Option<CheckedPassword>, CheckError> {
     let found = match localpart_of(username, homeserver) {
         None => None,
         Some(local) => {
@@ -126,7 +158,7 @@ pub async fn login(
     };
     let Some((user, stored)) = found else {
         passwords.dummy_verify(password).await?;
-        return Err(LoginError::InvalidCredentials);
+        return Ok(None);
     };
     let verified = passwords
         .verify(
@@ -136,15 +168,41 @@ pub async fn login(
             password,
         )
         .await?;
-    if !verified.valid {
+    Ok(verified.valid.then_some(CheckedPassword {
+        user,
+        stored,
+        upgrade: verified.upgrade,
+    }))
+}
+
+/// Checks a username and password and opens a new browser session.
+/// `previous` (the browser's current session, if any) is finished.
+#[allow(clippy::too_many_arguments)]
+pub async fn login(
+    repos: &dyn RepositoryFactory,
+    clock: &dyn Clock,
+    rng: &mut ChaCha20Rng,
+    passwords: &PasswordManager,
+    homeserver: &str,
+    username: &str,
+    password: Zeroizing<String>,
+    user_agent: Option<&str>,
+    previous: Option<Ulid>,
+) -> Result<LoggedIn, LoginError> {
+    let Some(CheckedPassword {
+        user,
+        stored,
+        upgrade,
+    }) = check_password(repos, rng, passwords, homeserver, username, password).await?
+    else {
         return Err(LoginError::InvalidCredentials);
-    }
+    };
     // Only once the password is right: guessing does not reveal the lock.
     if !user.is_valid() {
         return Err(LoginError::Locked);
     }
     let mut repo = repos.write().await?;
-    let password = match verified.upgrade {
+    let password = match upgrade {
         Some((version, hash)) => {
             repo.user_passwords()
                 .add(rng, clock, &user, version, hash, Some(&stored))

@@ -28,7 +28,7 @@ use vestibule_domain::{
 use vestibule_storage::{BoxRepository, RepositoryFactory, StorageError};
 use zeroize::Zeroizing;
 
-use super::browser_login::localpart_of;
+use super::browser_login::{CheckError, CheckedPassword, check_password};
 use crate::{
     homeserver::{DeviceOutcome, Homeserver, HomeserverError},
     jobs,
@@ -130,6 +130,15 @@ pub enum CompatLoginError {
     Storage(#[from] StorageError),
 }
 
+impl From<CheckError> for CompatLoginError {
+    fn from(e: CheckError) -> Self {
+        match e {
+            CheckError::Password(e) => Self::Password(e),
+            CheckError::Storage(e) => Self::Storage(e),
+        }
+    }
+}
+
 /// A fresh device id: [`DEVICE_ID_LEN`] upper-case ASCII letters (about 47
 /// bits; device ids are names, not secrets).
 pub fn generate_device_id(rng: &mut impl RngCore) -> String {
@@ -186,44 +195,25 @@ pub async fn password_login(
         return Err(CompatLoginError::PasswordsDisabled);
     }
     let device_id = device_id_of(&device, rng)?;
-    let found = match localpart_of(username, env.homeserver.server_name()) {
-        None => None,
-        Some(local) => {
-            let mut repo = env.repos.read().await?;
-            let user = repo.users().find_by_username(&local).await?;
-            let found = match user {
-                Some(user) => repo
-                    .user_passwords()
-                    .active(&user)
-                    .await?
-                    .map(|pw| (user, pw)),
-                None => None,
-            };
-            repo.cancel().await?;
-            found
-        }
-    };
-    let Some((user, stored)) = found else {
-        passwords.dummy_verify(password).await?;
+    let Some(CheckedPassword {
+        user,
+        stored,
+        upgrade,
+    }) = check_password(
+        env.repos,
+        rng,
+        passwords,
+        env.homeserver.server_name(),
+        username,
+        password,
+    )
+    .await?
+    else {
         return Err(CompatLoginError::InvalidCredentials);
     };
-    let verified = passwords
-        .verify(
-            rng,
-            stored.version,
-            stored.hashed_password.clone(),
-            password,
-        )
-        .await?;
-    if !verified.valid {
-        return Err(CompatLoginError::InvalidCredentials);
-    }
     // Only once the password is right: guessing does not reveal the state.
     check_status(&user)?;
-    let proof = Proof::Password {
-        stored,
-        upgrade: verified.upgrade,
-    };
+    let proof = Proof::Password { stored, upgrade };
     start_session(env, rng, &user, proof, &device_id, &device, refresh).await
 }
 
