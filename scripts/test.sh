@@ -55,6 +55,10 @@ export VESTIBULE_REQUIRE_SYNAPSE=1
 echo "$VESTIBULE_SYNAPSE_VENV"
 
 step "cargo test (unit, conformance on SQLite + PostgreSQL, HTTP, real Synapse, end-to-end)"
+# crates/e2e-matrix-sdk runs the `vestibule` binary itself (matrix-rust-sdk
+# through Synapse); it is built first and passed in.
+cargo build --locked --bin vestibule
+export VESTIBULE_BIN="$CARGO_TARGET_DIR/debug/vestibule"
 cargo test --workspace --locked --no-fail-fast
 
 step "end-to-end: third-party clients against a running vestibule (openid-client, headless Chromium)"
