@@ -18,8 +18,8 @@ Promise.withResolvers ??= function withResolvers() {
 // set (scripts/test.sh, CI) a missing Synapse fails the test instead.
 const skip = !process.env.VESTIBULE_SYNAPSE_VENV && !process.env.VESTIBULE_REQUIRE_SYNAPSE && 'VESTIBULE_SYNAPSE_VENV not set';
 
-test('legacy password login, refresh and logout through nginx', { skip }, async () => {
-  const stack = await startStack();
+async function passwordFlow(engine) {
+  const stack = await startStack({ engine });
   const { server, proxy } = stack;
   try {
     const client = sdk.createClient({ baseUrl: proxy.url });
@@ -63,7 +63,11 @@ test('legacy password login, refresh and logout through nginx', { skip }, async 
   } finally {
     await stack.stop();
   }
-});
+}
+
+
+test('legacy password login, refresh and logout through nginx, SQLite', { skip }, () => passwordFlow('sqlite'));
+test('legacy password login, refresh and logout through nginx, PostgreSQL', { skip }, () => passwordFlow('postgres'));
 
 test('legacy SSO: sso/redirect, our pages, loginToken, m.login.token', { skip }, async () => {
   const stack = await startStack();

@@ -88,3 +88,53 @@ const skip = !process.env.VESTIBULE_SYNAPSE_VENV && !process.env.VESTIBULE_REQUI
 test('matrix-js-sdk logs in through Synapse with next-gen auth, SQLite', { skip }, () => jsSdkFlow('sqlite'));
 test('matrix-js-sdk logs in through Synapse with next-gen auth, PostgreSQL', { skip }, () => jsSdkFlow('postgres'));
 
+
+// Deactivating a user in vestibule deactivates them in Synapse (through the
+// durable job queue) and kills their tokens at once.
+test('deactivation reaches Synapse', { skip }, async () => {
+  const { startStack, run } = await import('./lib.mjs');
+  const stack = await startStack();
+  const { server, synapse } = stack;
+  try {
+    const anon = sdk.createClient({ baseUrl: synapse.url });
+    const metadata = await anon.getAuthMetadata();
+    const redirectUri = 'https://app.element.example/callback';
+    const clientId = await OAuth2.registerClient(metadata, {
+      client_name: 'Element Web (e2e)', client_uri: 'https://app.element.example/', redirect_uris: [redirectUri],
+      application_type: 'web', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none',
+    });
+    const oauth = new OAuth2(metadata, { clientId, deviceId: 'DEACTDEVICE' });
+    const authUrl = await oauth.generateAuthorizationCodeGrantUrl('s1', redirectUri, 'fragment');
+    const back = await loginWithHttp(server, new URL(authUrl), redirectUri);
+    const tokens = await oauth.completeAuthorizationCodeGrant(new URLSearchParams(back.hash.slice(1)).get('code'), redirectUri);
+    const client = sdk.createClient({ baseUrl: synapse.url, accessToken: tokens.access_token });
+    assert.equal((await client.whoami()).user_id, `@${server.username}:localhost`);
+
+    const queryUser = async () => {
+      const r = await fetch(new URL(`_synapse/mas/query_user?localpart=${server.username}`, synapse.url), {
+        headers: { authorization: `Bearer ${server.matrixSecret}` },
+      });
+      assert.equal(r.status, 200);
+      return r.json();
+    };
+    assert.equal((await queryUser()).is_deactivated, false);
+
+    run(['-c', server.config, 'manage', 'deactivate-user', server.username]);
+    // The CLI ends the sessions in our database at once; Synapse learns it
+    // through the delete_user job (which also removes the devices). The job is picked up by the running server's worker (it
+    // polls every 5 s): wait for its outcome, bounded.
+    const deadline = Date.now() + 30_000;
+    let user = await queryUser();
+    while (!user.is_deactivated && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      user = await queryUser();
+    }
+    assert.equal(user.is_deactivated, true, 'Synapse has the user deactivated');
+    await assert.rejects(client.whoami(), (e) => e.httpStatus === 401, 'the token died with the account');
+  } catch (e) {
+    console.error(stack.logs());
+    throw e;
+  } finally {
+    await stack.stop();
+  }
+});
