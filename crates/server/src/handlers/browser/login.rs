@@ -114,6 +114,20 @@ pub(super) async fn load_compat_sso(
         .map_err(|e| internal(state, &e))
 }
 
+/// What a login or registration form continues, from its hidden fields:
+/// the grant (and its client) and/or the legacy SSO login. Ids that do not
+/// parse or do not exist count as absent.
+pub(super) async fn load_continuation(
+    state: &AppState,
+    grant: Option<&str>,
+    compat_sso: Option<&str>,
+) -> Result<(Option<(AuthorizationGrant, Client)>, Option<CompatSsoLogin>), Response> {
+    let id = |s: Option<&str>| s.and_then(|v| Ulid::from_string(v).ok());
+    let grant = load_grant(state, id(grant)).await?;
+    let compat = load_compat_sso(state, id(compat_sso)).await?;
+    Ok((grant, compat))
+}
+
 /// Where the browser goes after signing in: the grant's consent page, the
 /// legacy SSO login's approval page, or our start page.
 pub(super) fn next_path(
@@ -235,22 +249,11 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     if let Err(r) = check_csrf(&state, &headers, form.csrf.as_deref()) {
         return r;
     }
-    let grant_id = form
-        .grant
-        .as_deref()
-        .and_then(|g| Ulid::from_string(g).ok());
-    let grant = match load_grant(&state, grant_id).await {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
-    let compat_id = form
-        .compat_sso
-        .as_deref()
-        .and_then(|g| Ulid::from_string(g).ok());
-    let compat = match load_compat_sso(&state, compat_id).await {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    let (grant, compat) =
+        match load_continuation(&state, form.grant.as_deref(), form.compat_sso.as_deref()).await {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
     let csrf = csrf::issue(&state, &headers);
     let next = form.next.as_deref().and_then(super::account::return_path);
     if !state.passwords.is_enabled() {

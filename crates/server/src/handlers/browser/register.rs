@@ -9,7 +9,6 @@ use axum::{
 use minijinja::context;
 use serde::Deserialize;
 use vestibule_domain::{
-    Ulid,
     compat::CompatSsoLogin,
     oauth2::{AuthorizationGrant, Client},
 };
@@ -17,7 +16,7 @@ use zeroize::Zeroizing;
 
 use super::{
     PageOpts, check_csrf, internal,
-    login::{PageQuery, load_compat_sso, load_grant, next_path, password_error},
+    login::{PageQuery, load_compat_sso, load_continuation, load_grant, next_path, password_error},
     parse_form, render, see_other, user_agent,
 };
 use crate::{
@@ -108,22 +107,11 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     if let Err(r) = check_csrf(&state, &headers, form.csrf.as_deref()) {
         return r;
     }
-    let grant_id = form
-        .grant
-        .as_deref()
-        .and_then(|g| Ulid::from_string(g).ok());
-    let grant = match load_grant(&state, grant_id).await {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
-    let compat_id = form
-        .compat_sso
-        .as_deref()
-        .and_then(|g| Ulid::from_string(g).ok());
-    let compat = match load_compat_sso(&state, compat_id).await {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    let (grant, compat) =
+        match load_continuation(&state, form.grant.as_deref(), form.compat_sso.as_deref()).await {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
     let csrf = csrf::issue(&state, &headers);
     if !registration_open(&state) {
         return register_page(
