@@ -25,8 +25,15 @@ impl BrowserSession {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AuthenticationMethod {
-    Password { user_password_id: Ulid },
-    UpstreamOAuth { link_id: Ulid },
+    Password {
+        user_password_id: Ulid,
+    },
+    /// Through an upstream provider; `session_id` is the upstream
+    /// authorization session (its `sid` is matched by back-channel logout).
+    UpstreamOAuth {
+        link_id: Ulid,
+        session_id: Option<Ulid>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

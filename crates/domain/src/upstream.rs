@@ -44,4 +44,8 @@ pub struct UpstreamAuthorizationSession {
     pub link_id: Option<Ulid>,
     /// Claims imported on completion (ID token merged with userinfo).
     pub claims: Option<serde_json::Value>,
+    /// What the login continues once done; opaque to storage.
+    pub post_auth_action: Option<String>,
+    /// The provider's session id (`sid` of the ID token), if it sent one.
+    pub sid: Option<String>,
 }

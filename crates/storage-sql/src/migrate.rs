@@ -34,6 +34,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_client_assertions_token_scope.sql"),
         postgres: include_str!("../migrations/postgres/0002_client_assertions_token_scope.sql"),
     },
+    Migration {
+        version: 3,
+        name: "upstream_login_user_attributes",
+        sqlite: include_str!("../migrations/sqlite/0003_upstream_login_user_attributes.sql"),
+        postgres: include_str!("../migrations/postgres/0003_upstream_login_user_attributes.sql"),
+    },
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use vestibule_domain::{
     Ulid,
     browser_session::{Authentication, BrowserSession},
-    upstream::UpstreamLink,
+    upstream::{UpstreamAuthorizationSession, UpstreamLink},
     user::{Password, User},
 };
 
@@ -47,7 +47,16 @@ pub trait BrowserSessionRepository: Send {
         clock: &dyn Clock,
         session: &BrowserSession,
         link: &UpstreamLink,
+        upstream_session: Option<&UpstreamAuthorizationSession>,
     ) -> Result<Authentication, StorageError>;
+    /// Active browser sessions that authenticated through `link`; with
+    /// `sid`, only those whose upstream login carried that provider session
+    /// id (OpenID Connect Back-Channel Logout 1.0 §2.4).
+    async fn list_active_for_upstream(
+        &mut self,
+        link: &UpstreamLink,
+        sid: Option<&str>,
+    ) -> Result<Vec<BrowserSession>, StorageError>;
     async fn last_authentication(
         &mut self,
         session: &BrowserSession,

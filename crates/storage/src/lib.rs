@@ -42,6 +42,7 @@ pub trait RepositoryAccess: Send {
     fn users<'c>(&'c mut self) -> Box<dyn user::UserRepository + 'c>;
     fn user_emails<'c>(&'c mut self) -> Box<dyn user::UserEmailRepository + 'c>;
     fn user_passwords<'c>(&'c mut self) -> Box<dyn user::UserPasswordRepository + 'c>;
+    fn user_attributes<'c>(&'c mut self) -> Box<dyn user::UserAttributeRepository + 'c>;
     fn browser_sessions<'c>(
         &'c mut self,
     ) -> Box<dyn browser_session::BrowserSessionRepository + 'c>;

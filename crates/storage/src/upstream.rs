@@ -55,10 +55,17 @@ pub trait UpstreamLinkRepository: Send {
         user: &User,
     ) -> Result<UpstreamLink, StorageError>;
     async fn all_for_user(&mut self, user: &User) -> Result<Vec<UpstreamLink>, StorageError>;
+    /// Removes a link that has no user yet (an abandoned login); a linked
+    /// one is kept. Returns whether it was removed.
+    async fn remove_unlinked(&mut self, link: &UpstreamLink) -> Result<bool, StorageError>;
 }
 
 #[async_trait]
 pub trait UpstreamSessionRepository: Send {
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one column each; a params struct would only rename them"
+    )]
     async fn add(
         &mut self,
         rng: Rng<'_>,
@@ -67,6 +74,7 @@ pub trait UpstreamSessionRepository: Send {
         state: &str,
         code_verifier: Option<&str>,
         nonce: Option<&str>,
+        post_auth_action: Option<&str>,
     ) -> Result<UpstreamAuthorizationSession, StorageError>;
     async fn lookup(
         &mut self,
@@ -78,6 +86,7 @@ pub trait UpstreamSessionRepository: Send {
         session: UpstreamAuthorizationSession,
         link: &UpstreamLink,
         claims: serde_json::Value,
+        sid: Option<&str>,
     ) -> Result<UpstreamAuthorizationSession, StorageError>;
     /// Compare-and-set: a completed session is consumed once.
     async fn consume(

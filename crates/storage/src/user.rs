@@ -42,6 +42,27 @@ pub trait UserEmailRepository: Send {
     async fn remove(&mut self, email: UserEmail) -> Result<(), StorageError>;
 }
 
+/// Attributes of a user beyond the fixed set (e.g. `tenant_id`), one value
+/// per name.
+#[async_trait]
+pub trait UserAttributeRepository: Send {
+    /// Sets (inserts or replaces) one attribute; returns whether it changed.
+    async fn set(
+        &mut self,
+        clock: &dyn Clock,
+        user: &User,
+        name: &str,
+        value: &str,
+    ) -> Result<bool, StorageError>;
+    /// Every attribute of the user, by name.
+    async fn all(
+        &mut self,
+        user: &User,
+    ) -> Result<std::collections::BTreeMap<String, String>, StorageError>;
+    /// Removes one attribute; returns whether it existed.
+    async fn remove(&mut self, user: &User, name: &str) -> Result<bool, StorageError>;
+}
+
 #[async_trait]
 pub trait UserPasswordRepository: Send {
     async fn add(

@@ -3,7 +3,7 @@ use vestibule_domain::{
     Clock, Ulid,
     browser_session::{Authentication, AuthenticationMethod, BrowserSession},
     new_id,
-    upstream::UpstreamLink,
+    upstream::{UpstreamAuthorizationSession, UpstreamLink},
     user::{Password, User},
 };
 use vestibule_storage::{Rng, StorageError, browser_session::BrowserSessionRepository};
@@ -44,6 +44,7 @@ struct AuthRow {
     created_at: i64,
     user_password_id: Option<String>,
     upstream_link_id: Option<String>,
+    upstream_session_id: Option<String>,
 }
 
 impl TryFrom<AuthRow> for Authentication {
@@ -54,7 +55,10 @@ impl TryFrom<AuthRow> for Authentication {
             opt_ulid(r.upstream_link_id.as_deref())?,
         ) {
             (Some(user_password_id), None) => AuthenticationMethod::Password { user_password_id },
-            (None, Some(link_id)) => AuthenticationMethod::UpstreamOAuth { link_id },
+            (None, Some(link_id)) => AuthenticationMethod::UpstreamOAuth {
+                link_id,
+                session_id: opt_ulid(r.upstream_session_id.as_deref())?,
+            },
             _ => {
                 return Err(StorageError::InvalidData(format!(
                     "authentication {} has no single method",
@@ -76,24 +80,32 @@ impl SqlBrowserSessionRepository<'_> {
         &mut self,
         auth: Authentication,
     ) -> Result<Authentication, StorageError> {
-        let (password, link) = match &auth.method {
+        let (password, link, upstream_session) = match &auth.method {
             AuthenticationMethod::Password { user_password_id } => {
-                (Some(user_password_id.to_string()), None)
+                (Some(user_password_id.to_string()), None, None)
             }
-            AuthenticationMethod::UpstreamOAuth { link_id } => (None, Some(link_id.to_string())),
+            AuthenticationMethod::UpstreamOAuth {
+                link_id,
+                session_id,
+            } => (
+                None,
+                Some(link_id.to_string()),
+                session_id.map(|s| s.to_string()),
+            ),
         };
         execute!(
             self.conn,
             sqlx::query(
                 "INSERT INTO browser_session_authentications \
-                 (id, browser_session_id, created_at, user_password_id, upstream_link_id) \
-                 VALUES ($1, $2, $3, $4, $5)"
+                 (id, browser_session_id, created_at, user_password_id, upstream_link_id, \
+                 upstream_session_id) VALUES ($1, $2, $3, $4, $5, $6)"
             )
             .bind(auth.id.to_string())
             .bind(auth.browser_session_id.to_string())
             .bind(ms(auth.created_at))
             .bind(&password)
             .bind(&link)
+            .bind(&upstream_session)
         )
         .db()?;
         Ok(auth)
@@ -212,14 +224,41 @@ impl BrowserSessionRepository for SqlBrowserSessionRepository<'_> {
         clock: &dyn Clock,
         session: &BrowserSession,
         link: &UpstreamLink,
+        upstream_session: Option<&UpstreamAuthorizationSession>,
     ) -> Result<Authentication, StorageError> {
         self.add_authentication(Authentication {
             id: new_id(clock, rng),
             browser_session_id: session.id,
             created_at: clock.now(),
-            method: AuthenticationMethod::UpstreamOAuth { link_id: link.id },
+            method: AuthenticationMethod::UpstreamOAuth {
+                link_id: link.id,
+                session_id: upstream_session.map(|s| s.id),
+            },
         })
         .await
+    }
+
+    async fn list_active_for_upstream(
+        &mut self,
+        link: &UpstreamLink,
+        sid: Option<&str>,
+    ) -> Result<Vec<BrowserSession>, StorageError> {
+        let rows: Vec<SessionRow> = run!(self.conn, |c| {
+            sqlx::query_as(
+            "SELECT b.id, b.user_id, b.created_at, b.finished_at, b.user_agent, b.last_active_at \
+             FROM browser_sessions b WHERE b.finished_at IS NULL AND EXISTS ( \
+             SELECT 1 FROM browser_session_authentications a \
+             LEFT JOIN upstream_sessions u ON u.id = a.upstream_session_id \
+             WHERE a.browser_session_id = b.id AND a.upstream_link_id = $1 \
+             AND ($2 IS NULL OR u.sid = $2)) ORDER BY b.id"
+        )
+        .bind(link.id.to_string())
+        .bind(sid)
+        .fetch_all(c)
+        .await
+        })
+        .db()?;
+        rows.into_iter().map(BrowserSession::try_from).collect()
     }
 
     async fn last_authentication(
@@ -227,8 +266,8 @@ impl BrowserSessionRepository for SqlBrowserSessionRepository<'_> {
         session: &BrowserSession,
     ) -> Result<Option<Authentication>, StorageError> {
         let row: Option<AuthRow> = run!(self.conn, |c| sqlx::query_as(
-            "SELECT id, browser_session_id, created_at, user_password_id, upstream_link_id \
-             FROM browser_session_authentications WHERE browser_session_id = $1 ORDER BY id DESC LIMIT 1"
+            "SELECT id, browser_session_id, created_at, user_password_id, upstream_link_id, \
+             upstream_session_id FROM browser_session_authentications WHERE browser_session_id = $1 ORDER BY id DESC LIMIT 1"
         )
         .bind(session.id.to_string())
         .fetch_optional(c)

@@ -25,7 +25,7 @@ use vestibule_storage::{
         RefreshTokenRepository, SessionRepository,
     },
     upstream::{UpstreamLinkRepository, UpstreamProviderRepository, UpstreamSessionRepository},
-    user::{UserEmailRepository, UserPasswordRepository, UserRepository},
+    user::{UserAttributeRepository, UserEmailRepository, UserPasswordRepository, UserRepository},
 };
 
 use crate::conn::{Conn, DbResult};
@@ -73,6 +73,7 @@ accessors! {
     users => UserRepository: user::SqlUserRepository<'c>,
     user_emails => UserEmailRepository: user::SqlUserEmailRepository<'c>,
     user_passwords => UserPasswordRepository: user::SqlUserPasswordRepository<'c>,
+    user_attributes => UserAttributeRepository: user::SqlUserAttributeRepository<'c>,
     browser_sessions => BrowserSessionRepository: browser_session::SqlBrowserSessionRepository<'c>,
     oauth2_clients => ClientRepository: oauth2::SqlClientRepository<'c>,
     oauth2_grants => AuthorizationGrantRepository: oauth2::SqlAuthorizationGrantRepository<'c>,

@@ -239,6 +239,22 @@ impl UpstreamLinkRepository for SqlUpstreamLinkRepository<'_> {
         Ok(link)
     }
 
+    async fn remove_unlinked(&mut self, link: &UpstreamLink) -> Result<bool, StorageError> {
+        // Sessions that point at the link go first (foreign key).
+        let n = execute!(
+            self.conn,
+            sqlx::query(
+                "DELETE FROM upstream_links WHERE id = $1 AND user_id IS NULL \
+                 AND NOT EXISTS (SELECT 1 FROM upstream_sessions s WHERE s.link_id = $1) \
+                 AND NOT EXISTS (SELECT 1 FROM browser_session_authentications a \
+                 WHERE a.upstream_link_id = $1)"
+            )
+            .bind(link.id.to_string())
+        )
+        .db()?;
+        Ok(n > 0)
+    }
+
     async fn all_for_user(&mut self, user: &User) -> Result<Vec<UpstreamLink>, StorageError> {
         let sql =
             format!("SELECT {LINK_COLUMNS} FROM upstream_links WHERE user_id = $1 ORDER BY id");
@@ -266,6 +282,8 @@ struct SessionRow {
     consumed_at: Option<i64>,
     link_id: Option<String>,
     claims: Option<String>,
+    post_auth_action: Option<String>,
+    sid: Option<String>,
 }
 
 impl TryFrom<SessionRow> for UpstreamAuthorizationSession {
@@ -291,12 +309,14 @@ impl TryFrom<SessionRow> for UpstreamAuthorizationSession {
             consumed_at: opt_from_ms(r.consumed_at)?,
             link_id: opt_ulid(r.link_id.as_deref())?,
             claims,
+            post_auth_action: r.post_auth_action,
+            sid: r.sid,
         })
     }
 }
 
 const SESSION_COLUMNS: &str = "id, provider_id, state, code_verifier, nonce, created_at, \
-     completed_at, consumed_at, link_id, claims";
+     completed_at, consumed_at, link_id, claims, post_auth_action, sid";
 
 fn session_stage(session: &UpstreamAuthorizationSession) -> &'static str {
     if session.consumed_at.is_some() {
@@ -318,6 +338,7 @@ impl UpstreamSessionRepository for SqlUpstreamSessionRepository<'_> {
         state: &str,
         code_verifier: Option<&str>,
         nonce: Option<&str>,
+        post_auth_action: Option<&str>,
     ) -> Result<UpstreamAuthorizationSession, StorageError> {
         let session = UpstreamAuthorizationSession {
             id: new_id(clock, rng),
@@ -330,13 +351,15 @@ impl UpstreamSessionRepository for SqlUpstreamSessionRepository<'_> {
             consumed_at: None,
             link_id: None,
             claims: None,
+            post_auth_action: post_auth_action.map(ToOwned::to_owned),
+            sid: None,
         };
         execute!(
             self.conn,
             sqlx::query(
                 "INSERT INTO upstream_sessions \
-                 (id, provider_id, state, code_verifier, nonce, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)"
+                 (id, provider_id, state, code_verifier, nonce, created_at, post_auth_action) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)"
             )
             .bind(session.id.to_string())
             .bind(session.provider_id.to_string())
@@ -344,6 +367,7 @@ impl UpstreamSessionRepository for SqlUpstreamSessionRepository<'_> {
             .bind(session.code_verifier.as_deref())
             .bind(session.nonce.as_deref())
             .bind(ms(session.created_at))
+            .bind(session.post_auth_action.as_deref())
         )
         .db()?;
         Ok(session)
@@ -368,6 +392,7 @@ impl UpstreamSessionRepository for SqlUpstreamSessionRepository<'_> {
         mut session: UpstreamAuthorizationSession,
         link: &UpstreamLink,
         claims: serde_json::Value,
+        sid: Option<&str>,
     ) -> Result<UpstreamAuthorizationSession, StorageError> {
         if session.completed_at.is_some() {
             return Err(InvalidTransition {
@@ -383,12 +408,13 @@ impl UpstreamSessionRepository for SqlUpstreamSessionRepository<'_> {
         let rows = execute!(
             self.conn,
             sqlx::query(
-                "UPDATE upstream_sessions SET completed_at = $1, link_id = $2, claims = $3 \
-                 WHERE id = $4 AND completed_at IS NULL"
+                "UPDATE upstream_sessions SET completed_at = $1, link_id = $2, claims = $3, \
+                 sid = $4 WHERE id = $5 AND completed_at IS NULL"
             )
             .bind(ms(now))
             .bind(link.id.to_string())
             .bind(&claims_text)
+            .bind(sid)
             .bind(session.id.to_string())
         )
         .db()?;
@@ -396,6 +422,7 @@ impl UpstreamSessionRepository for SqlUpstreamSessionRepository<'_> {
         session.completed_at = Some(now);
         session.link_id = Some(link.id);
         session.claims = Some(claims);
+        session.sid = sid.map(ToOwned::to_owned);
         Ok(session)
     }
 

@@ -5,7 +5,7 @@ use vestibule_domain::{
 };
 use vestibule_storage::{
     Rng, StorageError,
-    user::{UserEmailRepository, UserPasswordRepository, UserRepository},
+    user::{UserAttributeRepository, UserEmailRepository, UserPasswordRepository, UserRepository},
 };
 
 use super::repo_struct;
@@ -14,7 +14,8 @@ use crate::conn::{DbResult, execute, from_ms, ms, opt_from_ms, opt_ulid, run, to
 repo_struct!(
     SqlUserRepository,
     SqlUserEmailRepository,
-    SqlUserPasswordRepository
+    SqlUserPasswordRepository,
+    SqlUserAttributeRepository
 );
 
 #[derive(sqlx::FromRow)]
@@ -347,5 +348,60 @@ impl UserPasswordRepository for SqlUserPasswordRepository<'_> {
         .await)
         .db()?;
         row.map(Password::try_from).transpose()
+    }
+}
+
+#[async_trait]
+impl UserAttributeRepository for SqlUserAttributeRepository<'_> {
+    async fn set(
+        &mut self,
+        clock: &dyn Clock,
+        user: &User,
+        name: &str,
+        value: &str,
+    ) -> Result<bool, StorageError> {
+        // The conditional DO UPDATE leaves an unchanged value untouched, so
+        // the affected-row count says whether anything changed.
+        let changed = execute!(
+            self.conn,
+            sqlx::query(
+                "INSERT INTO user_attributes (user_id, name, value, updated_at) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (user_id, name) DO UPDATE \
+                 SET value = excluded.value, updated_at = excluded.updated_at \
+                 WHERE user_attributes.value <> excluded.value"
+            )
+            .bind(user.id.to_string())
+            .bind(name)
+            .bind(value)
+            .bind(ms(clock.now()))
+        )
+        .db()?;
+        Ok(changed > 0)
+    }
+
+    async fn all(
+        &mut self,
+        user: &User,
+    ) -> Result<std::collections::BTreeMap<String, String>, StorageError> {
+        let rows: Vec<(String, String)> = run!(self.conn, |c| sqlx::query_as(
+            "SELECT name, value FROM user_attributes WHERE user_id = $1 ORDER BY name"
+        )
+        .bind(user.id.to_string())
+        .fetch_all(c)
+        .await)
+        .db()?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn remove(&mut self, user: &User, name: &str) -> Result<bool, StorageError> {
+        let n = execute!(
+            self.conn,
+            sqlx::query("DELETE FROM user_attributes WHERE user_id = $1 AND name = $2")
+                .bind(user.id.to_string())
+                .bind(name)
+        )
+        .db()?;
+        Ok(n > 0)
     }
 }

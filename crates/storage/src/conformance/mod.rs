@@ -70,6 +70,8 @@ stories! {
     compat::compat_list_active_for_user,
     device_codes::device_code_lifecycle,
     upstream::upstream_providers_links_sessions,
+    upstream::upstream_logout_lookup,
+    users::user_attributes,
     jobs::job_queue,
     client_assertions::jti_is_single_use,
     oauth2_tokens::access_token_scope,

@@ -197,6 +197,7 @@ pub async fn upstream_providers_links_sessions(f: &dyn RepositoryFactory) {
             "state-1",
             Some("verifier-1"),
             Some("nonce-1"),
+            Some("{\"grant\":\"g\"}"),
         )
         .await
         .unwrap();
@@ -206,7 +207,7 @@ pub async fn upstream_providers_links_sessions(f: &dyn RepositoryFactory) {
     assert_eq!(
         repo.upstream_sessions().lookup(session.id).await.unwrap(),
         Some(session.clone()),
-        "round trip, PKCE verifier and nonce included"
+        "round trip, PKCE verifier, nonce and post-auth action included"
     );
     let early = repo
         .upstream_sessions()
@@ -220,7 +221,15 @@ pub async fn upstream_providers_links_sessions(f: &dyn RepositoryFactory) {
     let mut repo = f.write().await.unwrap();
     let dup = repo
         .upstream_sessions()
-        .add(&mut ctx.rng, &ctx.clock, &gitlab, "state-1", None, None)
+        .add(
+            &mut ctx.rng,
+            &ctx.clock,
+            &gitlab,
+            "state-1",
+            None,
+            None,
+            None,
+        )
         .await;
     assert!(
         matches!(dup, Err(StorageError::UniqueViolation(_))),
@@ -238,10 +247,17 @@ pub async fn upstream_providers_links_sessions(f: &dyn RepositoryFactory) {
     let mut repo = f.write().await.unwrap();
     let completed = repo
         .upstream_sessions()
-        .complete(&ctx.clock, session.clone(), &link, claims.clone())
+        .complete(
+            &ctx.clock,
+            session.clone(),
+            &link,
+            claims.clone(),
+            Some("idp-sid-1"),
+        )
         .await
         .unwrap();
     assert_eq!(completed.completed_at, Some(ctx.clock.now()));
+    assert_eq!(completed.sid.as_deref(), Some("idp-sid-1"));
     assert_eq!(completed.link_id, Some(link.id));
     repo.save().await.unwrap();
     let mut repo = f.write().await.unwrap();
@@ -255,7 +271,13 @@ pub async fn upstream_providers_links_sessions(f: &dyn RepositoryFactory) {
     assert_eq!(stored.claims, Some(claims));
     let twice = repo
         .upstream_sessions()
-        .complete(&ctx.clock, completed.clone(), &link, serde_json::json!({}))
+        .complete(
+            &ctx.clock,
+            completed.clone(),
+            &link,
+            serde_json::json!({}),
+            None,
+        )
         .await;
     assert!(
         matches!(twice, Err(StorageError::InvalidTransition(_))),
@@ -265,7 +287,13 @@ pub async fn upstream_providers_links_sessions(f: &dyn RepositoryFactory) {
     let mut repo = f.write().await.unwrap();
     let stale = repo
         .upstream_sessions()
-        .complete(&ctx.clock, session.clone(), &link, serde_json::json!({}))
+        .complete(
+            &ctx.clock,
+            session.clone(),
+            &link,
+            serde_json::json!({}),
+            None,
+        )
         .await;
     assert!(
         matches!(stale, Err(StorageError::ConcurrentUpdate(_))),
@@ -329,4 +357,133 @@ pub async fn upstream_providers_links_sessions(f: &dyn RepositoryFactory) {
         repo.upstream_links().lookup(link.id).await.unwrap(),
         Some(link)
     );
+}
+
+/// Back-channel logout finds the browser sessions an upstream login
+/// authenticated (by link, and by the provider's `sid` when given);
+/// abandoned links can be removed, linked ones cannot.
+pub async fn upstream_logout_lookup(f: &dyn RepositoryFactory) {
+    let mut ctx = Ctx::default();
+    let pid = new_id(&ctx.clock, &mut ctx.rng);
+    let mut repo = f.write().await.unwrap();
+    let idp = repo
+        .upstream_providers()
+        .upsert(&ctx.clock, pid, params("idp"))
+        .await
+        .unwrap();
+    let alice = repo
+        .users()
+        .add(&mut ctx.rng, &ctx.clock, "alice")
+        .await
+        .unwrap();
+    let link = repo
+        .upstream_links()
+        .add(&mut ctx.rng, &ctx.clock, &idp, "sub-a", None)
+        .await
+        .unwrap();
+    let link = repo
+        .upstream_links()
+        .associate_to_user(link, &alice)
+        .await
+        .unwrap();
+    let mut sessions = Vec::new();
+    for (i, sid) in [Some("sid-1"), Some("sid-2"), None].into_iter().enumerate() {
+        let up = repo
+            .upstream_sessions()
+            .add(
+                &mut ctx.rng,
+                &ctx.clock,
+                &idp,
+                &format!("st-{i}"),
+                None,
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        let up = repo
+            .upstream_sessions()
+            .complete(&ctx.clock, up, &link, serde_json::json!({}), sid)
+            .await
+            .unwrap();
+        let b = repo
+            .browser_sessions()
+            .add(&mut ctx.rng, &ctx.clock, &alice, None)
+            .await
+            .unwrap();
+        let auth = repo
+            .browser_sessions()
+            .authenticate_with_upstream(&mut ctx.rng, &ctx.clock, &b, &link, Some(&up))
+            .await
+            .unwrap();
+        assert_eq!(
+            repo.browser_sessions()
+                .last_authentication(&b)
+                .await
+                .unwrap(),
+            Some(auth)
+        );
+        sessions.push(b);
+    }
+    // A browser session of alice signed in some other way is never matched.
+    let other = repo
+        .browser_sessions()
+        .add(&mut ctx.rng, &ctx.clock, &alice, None)
+        .await
+        .unwrap();
+    repo.save().await.unwrap();
+
+    let mut repo = f.write().await.unwrap();
+    let ids = |v: Vec<vestibule_domain::browser_session::BrowserSession>| {
+        v.into_iter().map(|s| s.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(repo
+            .browser_sessions()
+            .list_active_for_upstream(&link, Some("sid-2"))
+            .await
+            .unwrap()),
+        vec![sessions[1].id]
+    );
+    assert_eq!(
+        ids(repo
+            .browser_sessions()
+            .list_active_for_upstream(&link, None)
+            .await
+            .unwrap()),
+        sessions.iter().map(|s| s.id).collect::<Vec<_>>(),
+        "without sid: every session of that link, not {:?}",
+        other.id
+    );
+    assert!(
+        repo.browser_sessions()
+            .list_active_for_upstream(&link, Some("unknown"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    repo.browser_sessions()
+        .finish(&ctx.clock, sessions[0].clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(repo
+            .browser_sessions()
+            .list_active_for_upstream(&link, Some("sid-1"))
+            .await
+            .unwrap()),
+        Vec::<vestibule_domain::Ulid>::new(),
+        "finished sessions are not listed"
+    );
+
+    // remove_unlinked: only a link without a user and without references.
+    assert!(!repo.upstream_links().remove_unlinked(&link).await.unwrap());
+    let loose = repo
+        .upstream_links()
+        .add(&mut ctx.rng, &ctx.clock, &idp, "sub-loose", None)
+        .await
+        .unwrap();
+    assert!(repo.upstream_links().remove_unlinked(&loose).await.unwrap());
+    assert_eq!(repo.upstream_links().lookup(loose.id).await.unwrap(), None);
+    repo.save().await.unwrap();
 }

@@ -240,3 +240,54 @@ pub async fn rollback_on_drop(f: &dyn RepositoryFactory) {
             .is_none()
     );
 }
+
+/// Attributes beyond the fixed set: set reports a change, an identical
+/// value is not one, values are per user, and they go with the user.
+pub async fn user_attributes(f: &dyn RepositoryFactory) {
+    let mut ctx = Ctx::default();
+    let mut repo = f.write().await.unwrap();
+    let alice = repo
+        .users()
+        .add(&mut ctx.rng, &ctx.clock, "alice")
+        .await
+        .unwrap();
+    let bob = repo
+        .users()
+        .add(&mut ctx.rng, &ctx.clock, "bob")
+        .await
+        .unwrap();
+    {
+        let mut a = repo.user_attributes();
+        assert!(a.set(&ctx.clock, &alice, "tenant_id", "t-1").await.unwrap());
+        assert!(
+            !a.set(&ctx.clock, &alice, "tenant_id", "t-1").await.unwrap(),
+            "the same value is no change"
+        );
+        assert!(a.set(&ctx.clock, &alice, "tenant_id", "t-2").await.unwrap());
+        assert!(a.set(&ctx.clock, &alice, "dept", "ops").await.unwrap());
+        assert!(a.set(&ctx.clock, &bob, "tenant_id", "t-9").await.unwrap());
+    }
+    repo.save().await.unwrap();
+
+    let mut repo = f.write().await.unwrap();
+    let all = repo.user_attributes().all(&alice).await.unwrap();
+    assert_eq!(
+        all.into_iter().collect::<Vec<_>>(),
+        vec![
+            ("dept".to_owned(), "ops".to_owned()),
+            ("tenant_id".to_owned(), "t-2".to_owned())
+        ]
+    );
+    assert!(repo.user_attributes().remove(&alice, "dept").await.unwrap());
+    assert!(!repo.user_attributes().remove(&alice, "dept").await.unwrap());
+    assert_eq!(
+        repo.user_attributes()
+            .all(&bob)
+            .await
+            .unwrap()
+            .get("tenant_id")
+            .map(String::as_str),
+        Some("t-9")
+    );
+    repo.save().await.unwrap();
+}
