@@ -21,6 +21,7 @@ pub mod routes;
 pub mod session;
 pub mod state;
 pub mod templates;
+pub mod upstream;
 
 use axum::{
     Router,

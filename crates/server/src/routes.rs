@@ -67,6 +67,15 @@ routes! {
     CompatLoginSsoRedirectIdp => "/_matrix/client/{version}/login/sso/redirect/{idp}",
     /// The page where a signed-in user lets a legacy client log in (MAS path).
     CompatLoginSsoComplete => "/complete-compat-sso/{id}",
+    /// Starts a login through an upstream provider (MAS path).
+    UpstreamAuthorize => "/upstream/authorize/{provider_id}",
+    /// The redirect URI registered at the upstream provider (MAS path; the
+    /// provider's admin has this URL, so it never changes).
+    UpstreamCallback => "/upstream/callback/{provider_id}",
+    /// After the callback: sign in, register or link (MAS path).
+    UpstreamLink => "/upstream/link/{session_id}",
+    /// OpenID Connect Back-Channel Logout 1.0 receiver (MAS path).
+    UpstreamBackchannelLogout => "/upstream/backchannel-logout/{provider_id}",
 }
 
 /// Builds absolute URLs from `http.public_base`, so every link works behind a

@@ -22,6 +22,7 @@ mod consent;
 mod login;
 mod logout;
 mod register;
+mod upstream;
 
 use axum::{
     Router,
@@ -65,6 +66,7 @@ pub fn routes() -> Router<AppState> {
             get(account::redirect),
         )
         .route("/", get(index))
+        .merge(upstream::routes())
 }
 
 /// Routes of the `assets` resource.

@@ -1,0 +1,11 @@
+//! `callback` step of the upstream login: not built yet (answers 501).
+
+use axum::http::StatusCode;
+
+pub(super) async fn get() -> StatusCode {
+    StatusCode::NOT_IMPLEMENTED
+}
+
+pub(super) async fn post() -> StatusCode {
+    StatusCode::NOT_IMPLEMENTED
+}
