@@ -113,7 +113,7 @@ function readForm(req) {
 for (const event of ['server_error', 'backchannel.error', 'grant.error', 'authorization.error', 'end_session.error']) {
   provider.on(event, (...args) => {
     const err = args.find((a) => a instanceof Error);
-    process.stderr.write(`idp ${event}: ${err?.message ?? ''} ${err?.error_description ?? ''}\n`);
+    process.stderr.write(`idp ${event}: ${err?.message ?? ''} ${err?.error_description ?? ''} ${err?.error_detail ?? ''}\n`);
   });
 }
 provider.on('backchannel.success', (client) => {
@@ -122,6 +122,12 @@ provider.on('backchannel.success', (client) => {
 
 server.on('request', provider.callback());
 process.stdout.write(`${JSON.stringify({ issuer })}\n`);
+// Stdout carries only that line: the rest (oidc-provider's warnings) goes to
+// stderr, and a reader that stopped listening is no reason to crash.
+process.stdout.on('error', () => {});
+console.log = console.error;
+console.info = console.error;
+console.warn = console.error;
 
 function stop() {
   server.close();

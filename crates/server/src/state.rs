@@ -69,6 +69,9 @@ pub struct AppState {
     pub templates: Arc<Templates>,
     /// The homeserver's `/_synapse/mas/*` API (Synapse, or a mock in tests).
     pub homeserver: Arc<dyn Homeserver>,
+    /// The HTTP client of upstream logins, with the providers' metadata
+    /// and keys cached.
+    pub upstream: Arc<crate::upstream::client::UpstreamClient>,
 }
 
 impl AppState {
@@ -106,6 +109,7 @@ impl AppState {
             passwords,
             templates,
             homeserver,
+            upstream: Arc::new(crate::upstream::client::UpstreamClient::new()),
         }
     }
 }

@@ -69,3 +69,61 @@ pub async fn revoke_oauth_session(
     }
     Ok(())
 }
+
+/// Ends a browser session and, with `with_clients`, the OAuth 2.0 and
+/// legacy (compat) sessions started from it (their tokens revoked, a
+/// `sync_devices` job scheduled). Returns the devices to delete on the
+/// homeserver once committed (see [`end_oauth_session`]).
+///
+/// Used by the upstream back-channel logout (OpenID Connect Back-Channel
+/// Logout 1.0 §2.7: "logout_all" ends every session the upstream login
+/// led to).
+pub async fn end_browser_session(
+    repo: &mut BoxRepository,
+    clock: &dyn Clock,
+    rng: &mut (dyn RngCore + Send),
+    browser_session: vestibule_domain::browser_session::BrowserSession,
+    with_clients: bool,
+) -> Result<Vec<EndedDevice>, StorageError> {
+    let bs_id = browser_session.id;
+    let user_id = browser_session.user_id;
+    if browser_session.is_active() {
+        match repo.browser_sessions().finish(clock, browser_session).await {
+            Ok(_) | Err(StorageError::ConcurrentUpdate(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut devices = Vec::new();
+    if !with_clients {
+        return Ok(devices);
+    }
+    let Some(user) = repo.users().lookup(user_id).await? else {
+        return Ok(devices);
+    };
+    let oauth = repo.oauth2_sessions().list_active_for_user(&user).await?;
+    for session in oauth {
+        if session.browser_session_id == Some(bs_id) {
+            devices.extend(end_oauth_session(repo, clock, rng, session).await?);
+        }
+    }
+    let compat = repo.compat_sessions().list_active_for_user(&user).await?;
+    let mut ended_compat = false;
+    for session in compat {
+        if session.browser_session_id == Some(bs_id) {
+            let device_id = session.device_id.clone();
+            match repo.compat_sessions().finish(clock, session).await {
+                Ok(_) | Err(StorageError::ConcurrentUpdate(_)) => {}
+                Err(e) => return Err(e),
+            }
+            ended_compat = true;
+            devices.push(EndedDevice {
+                localpart: user.username.clone(),
+                device_id,
+            });
+        }
+    }
+    if ended_compat {
+        jobs::schedule_sync_devices(&mut **repo, rng, clock, user.id).await?;
+    }
+    Ok(devices)
+}

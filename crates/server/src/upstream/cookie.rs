@@ -52,6 +52,15 @@ pub fn contains(state: &AppState, headers: &HeaderMap, id: Ulid) -> bool {
     read(state, headers).0.iter().any(|(s, _)| *s == id)
 }
 
+/// The upstream sessions this browser started (recently), newest last.
+pub fn ids(state: &AppState, headers: &HeaderMap) -> Vec<Ulid> {
+    read(state, headers)
+        .0
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
 /// The `Set-Cookie` that adds `id` (keeping the newest few).
 pub fn add(state: &AppState, headers: &HeaderMap, id: Ulid) -> Option<HeaderValue> {
     let mut s = read(state, headers);

@@ -11,7 +11,9 @@
 //! continues. `/upstream/backchannel-logout/{provider}` ends sessions when
 //! the provider says so.
 
+pub mod client;
 pub mod cookie;
+pub mod provider;
 
 use serde::{Deserialize, Serialize};
 use vestibule_domain::Ulid;

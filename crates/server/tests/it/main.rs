@@ -25,3 +25,5 @@ mod provisioning_support;
 mod provisioning_synapse;
 mod provisioning_users;
 mod registration;
+mod upstream_login;
+mod upstream_support;

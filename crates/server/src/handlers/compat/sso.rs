@@ -106,9 +106,10 @@ pub async fn redirect(
     }
 }
 
-/// `GET /login/sso/redirect/{idp}`: the idp must name an upstream provider
-/// (upstream login is not built yet, so a known one leads to the local
-/// login page like the plain redirect).
+/// `GET /login/sso/redirect/{idp}`: the idp must name an enabled upstream
+/// provider (its id, `oidc-<id>` as Synapse names it, or its
+/// `synapse_idp_id`); the browser goes straight to that provider, and the
+/// login continues to the approval page afterwards.
 pub async fn redirect_idp(
     State(state): State<AppState>,
     Path((version, idp)): Path<(String, String)>,
@@ -128,22 +129,19 @@ async fn start(
     headers: &HeaderMap,
 ) -> Result<Response, Response> {
     check_version(version).map_err(IntoResponse::into_response)?;
-    if let Some(idp) = idp {
-        let known = state
-            .config
-            .upstream_oauth2
-            .providers
-            .iter()
-            .any(|p| p.enabled && (p.id == idp || p.synapse_idp_id.as_deref() == Some(idp)));
-        if !known {
-            return Err(MatrixError::new(
-                StatusCode::NOT_FOUND,
-                "M_NOT_FOUND",
-                "Unknown identity provider",
-            )
-            .into_response());
-        }
-    }
+    let provider = match idp {
+        Some(idp) => Some(
+            crate::upstream::provider::provider_for_idp(&state.config, idp).ok_or_else(|| {
+                MatrixError::new(
+                    StatusCode::NOT_FOUND,
+                    "M_NOT_FOUND",
+                    "Unknown identity provider",
+                )
+                .into_response()
+            })?,
+        ),
+        None => None,
+    };
     let q: RedirectQuery = parse_unique(query.unwrap_or_default().as_bytes()).map_err(|e| {
         MatrixError::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", e.to_string()).into_response()
     })?;
@@ -170,7 +168,14 @@ async fn start(
         started.login.id,
         Some(&started.login_token),
     ));
-    Ok(see_other(state, &complete_path(started.login.id), &opts))
+    let next = match provider {
+        Some(p) => format!(
+            "/upstream/authorize/{}?compat_sso={}",
+            p.id, started.login.id
+        ),
+        None => complete_path(started.login.id),
+    };
+    Ok(see_other(state, &next, &opts))
 }
 
 /// Everything the approval page and its action need, once checked.

@@ -1,7 +1,165 @@
-//! `backchannel` step of the upstream login: not built yet (answers 501).
+//! `POST /upstream/backchannel-logout/{provider_id}`: the receiver of
+//! OpenID Connect Back-Channel Logout 1.0. The provider posts a signed
+//! logout token (§2.5); we validate it (§2.6) and, as the provider's
+//! `on_backchannel_logout` says, end nothing, the browser sessions its
+//! login started, or those and every client session started from them
+//! (their Matrix devices deleted). Answers 200, or 400 with an OAuth-style
+//! error body (§2.8).
 
-use axum::http::StatusCode;
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+use serde_json::json;
+use vestibule_config::sections::upstream_oauth2::OnBackchannelLogout;
+use vestibule_domain::Ulid;
+use vestibule_storage::StorageError;
 
-pub(super) async fn post() -> StatusCode {
-    StatusCode::NOT_IMPLEMENTED
+use crate::{
+    AppState,
+    extract::parse_unique,
+    flows::{provisioning::delete_devices, session::end_browser_session},
+    upstream::{client::LogoutToken, provider::enabled_provider},
+};
+
+#[derive(Debug, Deserialize)]
+struct Form {
+    logout_token: Option<String>,
+}
+
+/// §2.8: 400 with `error` and `error_description` (RFC 6749 §5.2 shape).
+fn bad_request(description: &str) -> Response {
+    no_store(
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "invalid_request", "error_description": description })),
+        )
+            .into_response(),
+    )
+}
+
+fn no_store(mut res: Response) -> Response {
+    // §2.8: "The response SHOULD include Cache-Control: no-store".
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+pub(super) async fn post(
+    State(state): State<AppState>,
+    Path(provider_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(provider) = enabled_provider(&state.config, &provider_id) else {
+        return no_store(
+            (
+                StatusCode::NOT_FOUND,
+                Json(
+                    json!({ "error": "invalid_request", "error_description": "unknown provider" }),
+                ),
+            )
+                .into_response(),
+        );
+    };
+    let Ok(pid) = Ulid::from_string(&provider.id) else {
+        return bad_request("unknown provider");
+    };
+    let token = match parse_unique::<Form>(&body) {
+        Ok(Form {
+            logout_token: Some(t),
+        }) if !t.is_empty() => t,
+        _ => return bad_request("logout_token is required"),
+    };
+    let metadata = match state.upstream.metadata(provider).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(provider = %provider.id, error = %e, "upstream metadata unavailable");
+            return no_store(
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({ "error": "temporarily_unavailable", "error_description": "the provider's metadata is unavailable" })),
+                )
+                    .into_response(),
+            );
+        }
+    };
+    let logout = match state
+        .upstream
+        .validate_logout_token(provider, &metadata, &token, state.clock.now())
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::info!(provider = %provider.id, error = %e, "logout token refused");
+            return bad_request(&e.to_string());
+        }
+    };
+    let with_clients = match provider.on_backchannel_logout {
+        OnBackchannelLogout::DoNothing => return no_store(StatusCode::OK.into_response()),
+        OnBackchannelLogout::LogoutBrowserOnly => false,
+        OnBackchannelLogout::LogoutAll => true,
+    };
+    match end_sessions(&state, pid, &logout, with_clients).await {
+        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Err(e) => {
+            // §2.8: a failed logout is an error response too.
+            tracing::error!(provider = %provider.id, error = %e, "back-channel logout failed");
+            no_store(
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({ "error": "server_error", "error_description": "the logout could not be performed" })),
+                )
+                    .into_response(),
+            )
+        }
+    }
+}
+
+/// Ends the browser sessions of the link (provider, `sub`), only those of
+/// the provider session `sid` when given, in one transaction; then deletes
+/// the ended devices on the homeserver.
+async fn end_sessions(
+    state: &AppState,
+    provider_id: Ulid,
+    logout: &LogoutToken,
+    with_clients: bool,
+) -> Result<(), StorageError> {
+    let Some(sub) = logout.sub.as_deref() else {
+        // A `sid`-only token: our links are keyed by subject, and no
+        // session of ours can be found from a provider session id alone.
+        tracing::info!(provider = %provider_id, "logout token without sub: nothing to end");
+        return Ok(());
+    };
+    let mut repo = state.repos.write().await?;
+    let Some(provider) = repo.upstream_providers().lookup(provider_id).await? else {
+        return Ok(());
+    };
+    let Some(link) = repo
+        .upstream_links()
+        .find_by_subject(&provider, sub)
+        .await?
+    else {
+        return Ok(());
+    };
+    let sessions = repo
+        .browser_sessions()
+        .list_active_for_upstream(&link, logout.sid.as_deref())
+        .await?;
+    let mut rng = state.rng.rng();
+    let mut devices = Vec::new();
+    let count = sessions.len();
+    for bs in sessions {
+        devices.extend(
+            end_browser_session(&mut repo, state.clock.as_ref(), &mut rng, bs, with_clients)
+                .await?,
+        );
+    }
+    repo.save().await?;
+    tracing::info!(provider = %provider_id, sessions = count, devices = devices.len(), "back-channel logout");
+    delete_devices(state.homeserver.as_ref(), &devices).await;
+    Ok(())
 }

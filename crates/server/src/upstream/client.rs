@@ -1,0 +1,1016 @@
+//! The relying-party side of an upstream login: the provider's metadata
+//! and keys (cached), the authorization URL, the token request with every
+//! client authentication method, and the validation of what comes back (ID
+//! token, userinfo, logout token).
+//!
+//! Every error is an [`UpstreamError`] whose `Display` is safe to show to
+//! the user and to log: it never carries a token, a secret or a code.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rand::{Rng, distributions::Alphanumeric};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq;
+use url::Url;
+use vestibule_config::sections::upstream_oauth2::{
+    DiscoveryMode, JwsAlg, PkceMethod, ResponseMode, TokenAuthMethod, UpstreamProviderConfig,
+};
+use vestibule_keys::Keystore;
+
+/// How long metadata and key sets are reused before being fetched again.
+const CACHE_TTL: Duration = Duration::from_mins(15);
+/// Clock skew tolerated on `exp`/`iat`/`nbf` (OIDC Core §3.1.3.7 items 9–10
+/// leave it to the client; a minute is common practice).
+const LEEWAY_SECONDS: i64 = 60;
+/// Timeout of every request to the provider.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Responses larger than this are refused (metadata, keys, tokens).
+const MAX_BODY: usize = 1024 * 1024;
+
+/// The back-channel logout event (OpenID Connect Back-Channel Logout 1.0 §2.4).
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// Why an upstream step failed. The message is shown on our error page.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the identity provider could not be reached ({0})")]
+    Unreachable(String),
+    #[error("the identity provider's {what} is invalid: {why}")]
+    BadMetadata { what: &'static str, why: String },
+    #[error("the provider is not configured correctly: {0}")]
+    Config(String),
+    #[error("the identity provider refused the token request: {0}")]
+    TokenRequest(String),
+    #[error("the identity provider sent an invalid {what}: {why}")]
+    Invalid { what: &'static str, why: String },
+}
+
+fn invalid(what: &'static str, why: impl Into<String>) -> UpstreamError {
+    UpstreamError::Invalid {
+        what,
+        why: why.into(),
+    }
+}
+
+/// What we use of a provider's metadata (OpenID Connect Discovery 1.0 §3,
+/// RFC 8414 §2), after the configured overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderMetadata {
+    pub issuer: Option<String>,
+    pub authorization_endpoint: Url,
+    pub token_endpoint: Url,
+    pub userinfo_endpoint: Option<Url>,
+    pub jwks_uri: Option<Url>,
+    pub code_challenge_methods_supported: Option<Vec<String>>,
+    /// RFC 9207 §3: the provider puts `iss` on every authorization response.
+    pub authorization_response_iss_parameter_supported: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMetadata {
+    issuer: Option<String>,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    userinfo_endpoint: Option<String>,
+    jwks_uri: Option<String>,
+    #[serde(default)]
+    response_types_supported: Option<Vec<String>>,
+    #[serde(default)]
+    code_challenge_methods_supported: Option<Vec<String>>,
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
+}
+
+/// `https`, or `http` to a loopback host (tests, a provider on the same
+/// machine); anything else is refused for metadata endpoints in `oidc`
+/// discovery mode.
+fn secure_url(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+fn parse_endpoint(
+    raw: Option<&str>,
+    what: &'static str,
+    strict: bool,
+) -> Result<Option<Url>, UpstreamError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let url = Url::parse(raw).map_err(|_| UpstreamError::BadMetadata {
+        what: "metadata",
+        why: format!("{what} is not a URL"),
+    })?;
+    if strict && (!secure_url(&url) || url.fragment().is_some()) {
+        return Err(UpstreamError::BadMetadata {
+            what: "metadata",
+            why: format!("{what} must be an https URL without a fragment"),
+        });
+    }
+    Ok(Some(url))
+}
+
+/// Builds the effective metadata from the discovered document (if any) and
+/// the configured overrides.
+fn effective_metadata(
+    provider: &UpstreamProviderConfig,
+    raw: Option<RawMetadata>,
+) -> Result<ProviderMetadata, UpstreamError> {
+    let strict = provider.discovery_mode == DiscoveryMode::Oidc;
+    let raw = raw.unwrap_or(RawMetadata {
+        issuer: None,
+        authorization_endpoint: None,
+        token_endpoint: None,
+        userinfo_endpoint: None,
+        jwks_uri: None,
+        response_types_supported: None,
+        code_challenge_methods_supported: None,
+        authorization_response_iss_parameter_supported: false,
+    });
+    if strict {
+        // Discovery §4.3: the issuer in the document MUST be identical to
+        // the one the document was requested for.
+        if raw.issuer.as_deref() != provider.issuer.as_deref() {
+            return Err(UpstreamError::BadMetadata {
+                what: "discovery document",
+                why: "its issuer differs from the configured issuer".to_owned(),
+            });
+        }
+        // Discovery §3: REQUIRED members.
+        for (name, present) in [
+            (
+                "authorization_endpoint",
+                raw.authorization_endpoint.is_some(),
+            ),
+            ("jwks_uri", raw.jwks_uri.is_some()),
+            (
+                "response_types_supported",
+                raw.response_types_supported.is_some(),
+            ),
+        ] {
+            if !present {
+                return Err(UpstreamError::BadMetadata {
+                    what: "discovery document",
+                    why: format!("{name} is missing"),
+                });
+            }
+        }
+    }
+    let pick = |over: &Option<Url>, found: Option<&str>, what: &'static str| match over {
+        Some(u) => Ok(Some(u.clone())),
+        None => parse_endpoint(found, what, strict),
+    };
+    let authorization_endpoint = pick(
+        &provider.authorization_endpoint,
+        raw.authorization_endpoint.as_deref(),
+        "authorization_endpoint",
+    )?
+    .ok_or_else(|| UpstreamError::Config("no authorization endpoint".to_owned()))?;
+    let token_endpoint = pick(
+        &provider.token_endpoint,
+        raw.token_endpoint.as_deref(),
+        "token_endpoint",
+    )?
+    .ok_or_else(|| UpstreamError::Config("no token endpoint".to_owned()))?;
+    let userinfo_endpoint = pick(
+        &provider.userinfo_endpoint,
+        raw.userinfo_endpoint.as_deref(),
+        "userinfo_endpoint",
+    )?;
+    let jwks_uri = pick(&provider.jwks_uri, raw.jwks_uri.as_deref(), "jwks_uri")?;
+    Ok(ProviderMetadata {
+        issuer: provider.issuer.clone().or(raw.issuer),
+        authorization_endpoint,
+        token_endpoint,
+        userinfo_endpoint,
+        jwks_uri,
+        code_challenge_methods_supported: raw.code_challenge_methods_supported,
+        authorization_response_iss_parameter_supported: raw
+            .authorization_response_iss_parameter_supported,
+    })
+}
+
+type Cached<T> = Mutex<HashMap<String, (Instant, Arc<T>)>>;
+
+fn cached<T>(cache: &Cached<T>, key: &str) -> Option<Arc<T>> {
+    let guard = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    guard
+        .get(key)
+        .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+        .map(|(_, v)| v.clone())
+}
+
+fn store<T>(cache: &Cached<T>, key: String, value: Arc<T>) {
+    let mut guard = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    guard.insert(key, (Instant::now(), value));
+}
+
+/// The upstream HTTP client with its caches (one per process, in
+/// `AppState`).
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    metadata: Cached<ProviderMetadata>,
+    jwks: Cached<Value>,
+}
+
+impl std::fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamClient").finish_non_exhaustive()
+    }
+}
+
+impl Default for UpstreamClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The token endpoint's answer (RFC 6749 §5.1, OIDC Core §3.1.3.3).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub id_token: Option<String>,
+}
+
+/// A validated logout token (Back-Channel Logout 1.0 §2.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutToken {
+    pub sub: Option<String>,
+    pub sid: Option<String>,
+}
+
+impl UpstreamClient {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("vestibule/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            metadata: Mutex::default(),
+            jwks: Mutex::default(),
+        }
+    }
+
+    async fn get_json(&self, url: &Url, what: &'static str) -> Result<Value, UpstreamError> {
+        let res = self
+            .http
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| UpstreamError::Unreachable(without_url(&e)))?;
+        if !res.status().is_success() {
+            return Err(UpstreamError::BadMetadata {
+                what,
+                why: format!("HTTP {}", res.status().as_u16()),
+            });
+        }
+        let body = read_body(res).await?;
+        serde_json::from_slice(&body).map_err(|_| UpstreamError::BadMetadata {
+            what,
+            why: "not JSON".to_owned(),
+        })
+    }
+
+    /// The provider's metadata by its `discovery_mode`: OpenID Connect
+    /// Discovery 1.0 (validated for `oidc`, as found for `insecure`) or the
+    /// configured endpoints alone (`disabled`); configured endpoints always
+    /// override discovered ones. Cached for a while.
+    pub async fn metadata(
+        &self,
+        provider: &UpstreamProviderConfig,
+    ) -> Result<Arc<ProviderMetadata>, UpstreamError> {
+        let key = format!(
+            "{}|{}",
+            provider.id,
+            provider.issuer.as_deref().unwrap_or("")
+        );
+        if let Some(m) = cached(&self.metadata, &key) {
+            return Ok(m);
+        }
+        let raw = match provider.discovery_mode {
+            DiscoveryMode::Disabled => None,
+            mode => {
+                let issuer = provider
+                    .issuer
+                    .as_deref()
+                    .ok_or_else(|| UpstreamError::Config("discovery needs an issuer".to_owned()))?;
+                let issuer_url = Url::parse(issuer)
+                    .map_err(|_| UpstreamError::Config("the issuer is not a URL".to_owned()))?;
+                if mode == DiscoveryMode::Oidc && !secure_url(&issuer_url) {
+                    return Err(UpstreamError::Config(
+                        "the issuer must be an https URL".to_owned(),
+                    ));
+                }
+                // Discovery §4: issuer + "/.well-known/openid-configuration",
+                // keeping any path of the issuer.
+                let url = Url::parse(&format!(
+                    "{}/.well-known/openid-configuration",
+                    issuer.trim_end_matches('/')
+                ))
+                .map_err(|_| UpstreamError::Config("the issuer is not a URL".to_owned()))?;
+                let doc = self.get_json(&url, "discovery document").await?;
+                Some(serde_json::from_value::<RawMetadata>(doc).map_err(|_| {
+                    UpstreamError::BadMetadata {
+                        what: "discovery document",
+                        why: "members have the wrong types".to_owned(),
+                    }
+                })?)
+            }
+        };
+        let m = Arc::new(effective_metadata(provider, raw)?);
+        store(&self.metadata, key, m.clone());
+        Ok(m)
+    }
+
+    /// The provider's JWK Set, from the cache unless `refresh`.
+    pub async fn jwks(&self, uri: &Url, refresh: bool) -> Result<Arc<Value>, UpstreamError> {
+        let key = uri.to_string();
+        if !refresh && let Some(j) = cached(&self.jwks, &key) {
+            return Ok(j);
+        }
+        let doc = self.get_json(uri, "key set").await?;
+        if !doc.get("keys").is_some_and(Value::is_array) {
+            return Err(UpstreamError::BadMetadata {
+                what: "key set",
+                why: "no keys array".to_owned(),
+            });
+        }
+        let j = Arc::new(doc);
+        store(&self.jwks, key, j.clone());
+        Ok(j)
+    }
+
+    /// Verifies a JWS from the provider signed with `expected_alg`: `none`
+    /// only when configured, HMAC with the client secret for `HS*`,
+    /// otherwise the provider's keys (fetched again once when the token
+    /// names a key we do not know, for key rotation).
+    pub async fn verify_jws(
+        &self,
+        provider: &UpstreamProviderConfig,
+        metadata: &ProviderMetadata,
+        token: &str,
+        expected_alg: JwsAlg,
+        what: &'static str,
+    ) -> Result<Value, UpstreamError> {
+        let header =
+            vestibule_keys::peek_jws_header(token).map_err(|_| invalid(what, "it is not a JWT"))?;
+        let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
+        if alg != alg_name(expected_alg) {
+            return Err(invalid(
+                what,
+                format!(
+                    "it is signed with {alg:?}, expected {}",
+                    alg_name(expected_alg)
+                ),
+            ));
+        }
+        match expected_alg {
+            JwsAlg::None => {
+                // Only reachable when the operator configured `none`
+                // (OIDC Core §3.1.3.7 item 7 leaves it to registration).
+                if !token.ends_with('.') {
+                    return Err(invalid(what, "an unsigned token carries a signature"));
+                }
+                vestibule_keys::peek_jws_claims(token).map_err(|_| invalid(what, "bad payload"))
+            }
+            JwsAlg::HS256 | JwsAlg::HS384 | JwsAlg::HS512 => {
+                // OIDC Core §10.1: MACed with the octets of the client secret.
+                let secret = provider
+                    .client_secret
+                    .as_ref()
+                    .ok_or_else(|| UpstreamError::Config("HS* needs a client_secret".to_owned()))?;
+                vestibule_keys::verify_jws_hmac(token, secret.expose().as_bytes())
+                    .map(|v| v.claims)
+                    .map_err(|_| invalid(what, "bad signature"))
+            }
+            _ => {
+                let uri = metadata
+                    .jwks_uri
+                    .as_ref()
+                    .ok_or_else(|| UpstreamError::Config("no jwks_uri".to_owned()))?;
+                let keys = self.jwks(uri, false).await?;
+                let kid = header.get("kid").and_then(Value::as_str);
+                let known = |keys: &Value| {
+                    kid.is_none_or(|kid| {
+                        keys.get("keys")
+                            .and_then(Value::as_array)
+                            .is_some_and(|ks| ks.iter().any(|k| k["kid"].as_str() == Some(kid)))
+                    })
+                };
+                let keys = if known(&keys) {
+                    keys
+                } else {
+                    self.jwks(uri, true).await?
+                };
+                vestibule_keys::verify_jws_with_jwks(token, &keys)
+                    .map(|v| v.claims)
+                    .map_err(|e| match e {
+                        vestibule_keys::KeyError::InvalidSignature => {
+                            invalid(what, "bad signature")
+                        }
+                        _ => invalid(what, "no key of the provider can verify it"),
+                    })
+            }
+        }
+    }
+
+    /// Exchanges the authorization code at the token endpoint (RFC 6749
+    /// §4.1.3, RFC 7636 §4.5), authenticating as configured.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each is one input of the token request"
+    )]
+    pub async fn exchange_code(
+        &self,
+        provider: &UpstreamProviderConfig,
+        metadata: &ProviderMetadata,
+        keystore: &Keystore,
+        now: DateTime<Utc>,
+        rng: &mut (impl rand::RngCore + ?Sized),
+        code: &str,
+        redirect_uri: &Url,
+        code_verifier: Option<&str>,
+    ) -> Result<TokenResponse, UpstreamError> {
+        let mut form: Vec<(&str, String)> = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code.to_owned()),
+            ("redirect_uri", redirect_uri.to_string()),
+        ];
+        if let Some(v) = code_verifier {
+            form.push(("code_verifier", v.to_owned()));
+        }
+        let mut req = self.http.post(metadata.token_endpoint.clone());
+        let secret = || {
+            provider
+                .client_secret
+                .as_ref()
+                .map(|s| s.expose().to_owned())
+                .ok_or_else(|| UpstreamError::Config("client_secret is not set".to_owned()))
+        };
+        match provider.token_endpoint_auth_method {
+            TokenAuthMethod::None => form.push(("client_id", provider.client_id.clone())),
+            TokenAuthMethod::ClientSecretBasic => {
+                // RFC 6749 §2.3.1: both form-urlencoded before Basic.
+                let enc = |s: &str| -> String {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+                };
+                let creds = format!("{}:{}", enc(&provider.client_id), enc(&secret()?));
+                let b64 = base64::engine::general_purpose::STANDARD.encode(creds);
+                req = req.header(reqwest::header::AUTHORIZATION, format!("Basic {b64}"));
+            }
+            TokenAuthMethod::ClientSecretPost => {
+                form.push(("client_id", provider.client_id.clone()));
+                form.push(("client_secret", secret()?));
+            }
+            TokenAuthMethod::ClientSecretJwt | TokenAuthMethod::PrivateKeyJwt => {
+                let claims = client_assertion_claims(provider, metadata, now, rng);
+                let jwt = if provider.token_endpoint_auth_method == TokenAuthMethod::ClientSecretJwt
+                {
+                    let alg = alg_name(
+                        provider
+                            .token_endpoint_auth_signing_alg
+                            .unwrap_or(JwsAlg::HS256),
+                    );
+                    vestibule_keys::sign_jws_hmac(alg, secret()?.as_bytes(), &claims)
+                        .map_err(|e| UpstreamError::Config(format!("client_secret_jwt: {e}")))?
+                } else {
+                    let alg = match provider.token_endpoint_auth_signing_alg {
+                        Some(a) => alg_name(a).to_owned(),
+                        None => keystore
+                            .entries()
+                            .first()
+                            .map(|e| e.key.default_algorithm().to_owned())
+                            .ok_or_else(|| UpstreamError::Config("no signing key".to_owned()))?,
+                    };
+                    keystore
+                        .sign_jwt(&alg, &claims)
+                        .map_err(|e| UpstreamError::Config(format!("private_key_jwt: {e}")))?
+                };
+                form.push(("client_id", provider.client_id.clone()));
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+                ));
+                form.push(("client_assertion", jwt));
+            }
+            TokenAuthMethod::SignInWithApple => {
+                return Err(UpstreamError::Config(
+                    "sign_in_with_apple is not supported".to_owned(),
+                ));
+            }
+        }
+        let res = req
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::Unreachable(without_url(&e)))?;
+        let status = res.status();
+        let body = read_body(res).await?;
+        if !status.is_success() {
+            // RFC 6749 §5.2: show the error code, not the body.
+            let err: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let code = err["error"].as_str().unwrap_or("unknown error");
+            return Err(UpstreamError::TokenRequest(format!(
+                "{} (HTTP {})",
+                printable(code),
+                status.as_u16()
+            )));
+        }
+        let tokens: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|_| invalid("token response", "it is not a token response"))?;
+        // RFC 6749 §7.1 / RFC 6750: a bearer token, case-insensitively.
+        if !tokens.token_type.eq_ignore_ascii_case("bearer") {
+            return Err(invalid("token response", "token_type is not Bearer"));
+        }
+        Ok(tokens)
+    }
+
+    /// Validates an ID token as OIDC Core §3.1.3.7 asks and returns its
+    /// claims.
+    pub async fn validate_id_token(
+        &self,
+        provider: &UpstreamProviderConfig,
+        metadata: &ProviderMetadata,
+        id_token: &str,
+        nonce: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Map<String, Value>, UpstreamError> {
+        const W: &str = "ID token";
+        // Item 6–8: the signature with the registered algorithm.
+        let claims = self
+            .verify_jws(
+                provider,
+                metadata,
+                id_token,
+                provider.id_token_signed_response_alg,
+                W,
+            )
+            .await?;
+        let Value::Object(claims) = claims else {
+            return Err(invalid(W, "its claims are not an object"));
+        };
+        check_iss_aud(provider, metadata, &claims, W)?;
+        // Items 9–10: exp in the future, iat not absurd (small leeway).
+        let now = now.timestamp();
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| invalid(W, "exp is missing"))?;
+        if exp + LEEWAY_SECONDS < now {
+            return Err(invalid(W, "it has expired"));
+        }
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| invalid(W, "iat is missing"))?;
+        if iat > now + LEEWAY_SECONDS {
+            return Err(invalid(W, "it was issued in the future"));
+        }
+        // Item 11: the nonce we sent, compared in constant time.
+        if let Some(nonce) = nonce {
+            let got = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
+            if !bool::from(got.as_bytes().ct_eq(nonce.as_bytes())) {
+                return Err(invalid(W, "its nonce does not match this login"));
+            }
+        }
+        if claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(invalid(W, "sub is missing"));
+        }
+        Ok(claims)
+    }
+
+    /// The userinfo response (OIDC Core §5.3): JSON, or a JWT signed with
+    /// `userinfo_signed_response_alg` (§5.3.2: then also `iss`/`aud`). Its
+    /// `sub` must equal the ID token's (§5.3.4).
+    pub async fn userinfo(
+        &self,
+        provider: &UpstreamProviderConfig,
+        metadata: &ProviderMetadata,
+        access_token: &str,
+        expected_sub: &str,
+    ) -> Result<Map<String, Value>, UpstreamError> {
+        const W: &str = "userinfo response";
+        let endpoint = metadata
+            .userinfo_endpoint
+            .as_ref()
+            .ok_or_else(|| UpstreamError::Config("no userinfo endpoint".to_owned()))?;
+        let res = self
+            .http
+            .get(endpoint.clone())
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::Unreachable(without_url(&e)))?;
+        if !res.status().is_success() {
+            return Err(invalid(W, format!("HTTP {}", res.status().as_u16())));
+        }
+        let is_jwt = res
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/jwt"));
+        let body = read_body(res).await?;
+        let claims = match provider.userinfo_signed_response_alg {
+            Some(alg) => {
+                if !is_jwt {
+                    return Err(invalid(W, "it is not a signed JWT"));
+                }
+                let token = std::str::from_utf8(&body)
+                    .map_err(|_| invalid(W, "not text"))?
+                    .trim();
+                let claims = self.verify_jws(provider, metadata, token, alg, W).await?;
+                let Value::Object(claims) = claims else {
+                    return Err(invalid(W, "its claims are not an object"));
+                };
+                check_iss_aud(provider, metadata, &claims, W)?;
+                claims
+            }
+            None => match serde_json::from_slice(&body) {
+                Ok(Value::Object(m)) => m,
+                _ => return Err(invalid(W, "it is not a JSON object")),
+            },
+        };
+        if claims.get("sub").and_then(Value::as_str) != Some(expected_sub) {
+            return Err(invalid(W, "its sub differs from the ID token's"));
+        }
+        Ok(claims)
+    }
+
+    /// Validates a logout token (Back-Channel Logout 1.0 §2.6).
+    pub async fn validate_logout_token(
+        &self,
+        provider: &UpstreamProviderConfig,
+        metadata: &ProviderMetadata,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<LogoutToken, UpstreamError> {
+        const W: &str = "logout token";
+        // §2.6 item 3: as an ID token's signature (OIDC Core §3.1.3.7 6–8).
+        let claims = self
+            .verify_jws(
+                provider,
+                metadata,
+                token,
+                provider.id_token_signed_response_alg,
+                W,
+            )
+            .await?;
+        let Value::Object(claims) = claims else {
+            return Err(invalid(W, "its claims are not an object"));
+        };
+        // Item 4: iss, aud, iat (and exp when present).
+        check_iss_aud(provider, metadata, &claims, W)?;
+        let now = now.timestamp();
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| invalid(W, "iat is missing"))?;
+        if iat > now + LEEWAY_SECONDS {
+            return Err(invalid(W, "it was issued in the future"));
+        }
+        if let Some(exp) = claims.get("exp")
+            && exp.as_i64().is_none_or(|exp| exp + LEEWAY_SECONDS < now)
+        {
+            return Err(invalid(W, "it has expired"));
+        }
+        // §2.4: jti REQUIRED.
+        if claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(invalid(W, "jti is missing"));
+        }
+        // Item 5–6: sub and/or sid.
+        let sub = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
+        let sid = claims.get("sid").and_then(Value::as_str).map(str::to_owned);
+        if sub.is_none() && sid.is_none() {
+            return Err(invalid(W, "it has neither sub nor sid"));
+        }
+        // Item 7: the events member with the back-channel logout event.
+        let has_event = claims
+            .get("events")
+            .and_then(Value::as_object)
+            .and_then(|e| e.get(BACKCHANNEL_LOGOUT_EVENT))
+            .is_some_and(Value::is_object);
+        if !has_event {
+            return Err(invalid(W, "events lacks the back-channel logout event"));
+        }
+        // Item 8: no nonce (so an ID token cannot pass as a logout token).
+        if claims.contains_key("nonce") {
+            return Err(invalid(W, "it carries a nonce"));
+        }
+        Ok(LogoutToken { sub, sid })
+    }
+}
+
+/// OIDC Core §3.1.3.7 items 2–5: `iss` exactly the issuer, `aud` contains
+/// our client id, and with several audiences `azp` is our client id.
+fn check_iss_aud(
+    provider: &UpstreamProviderConfig,
+    metadata: &ProviderMetadata,
+    claims: &Map<String, Value>,
+    what: &'static str,
+) -> Result<(), UpstreamError> {
+    if let Some(issuer) = metadata.issuer.as_deref()
+        && claims.get("iss").and_then(Value::as_str) != Some(issuer)
+    {
+        return Err(invalid(what, "iss is not the provider's issuer"));
+    }
+    let ours = provider.client_id.as_str();
+    let (contains, several) = match claims.get("aud") {
+        Some(Value::String(a)) => (a == ours, false),
+        Some(Value::Array(a)) => (a.iter().any(|x| x.as_str() == Some(ours)), a.len() > 1),
+        _ => (false, false),
+    };
+    if !contains {
+        return Err(invalid(what, "aud does not name this service"));
+    }
+    if several
+        && let Some(azp) = claims.get("azp")
+        && azp.as_str() != Some(ours)
+    {
+        return Err(invalid(what, "azp is not this service"));
+    }
+    Ok(())
+}
+
+/// RFC 7523 §3 assertion claims for `client_secret_jwt`/`private_key_jwt`
+/// (OIDC Core §9): iss = sub = client_id, aud = the token endpoint, a
+/// unique jti, a short exp.
+fn client_assertion_claims(
+    provider: &UpstreamProviderConfig,
+    metadata: &ProviderMetadata,
+    now: DateTime<Utc>,
+    rng: &mut (impl rand::RngCore + ?Sized),
+) -> Value {
+    let now = now.timestamp();
+    json!({
+        "iss": provider.client_id,
+        "sub": provider.client_id,
+        "aud": metadata.token_endpoint.as_str(),
+        "jti": random_string(rng, 32),
+        "iat": now,
+        "exp": now + 120,
+    })
+}
+
+/// The JWA name of an algorithm (RFC 7518 §3.1; `EdDSA` RFC 8037).
+pub fn alg_name(alg: JwsAlg) -> &'static str {
+    match alg {
+        JwsAlg::HS256 => "HS256",
+        JwsAlg::HS384 => "HS384",
+        JwsAlg::HS512 => "HS512",
+        JwsAlg::RS256 => "RS256",
+        JwsAlg::RS384 => "RS384",
+        JwsAlg::RS512 => "RS512",
+        JwsAlg::ES256 => "ES256",
+        JwsAlg::ES384 => "ES384",
+        JwsAlg::ES512 => "ES512",
+        JwsAlg::PS256 => "PS256",
+        JwsAlg::PS384 => "PS384",
+        JwsAlg::PS512 => "PS512",
+        JwsAlg::EdDSA => "EdDSA",
+        JwsAlg::ES256K => "ES256K",
+        JwsAlg::None => "none",
+    }
+}
+
+/// A random URL-safe string (state, nonce, PKCE verifier: RFC 7636 §4.1
+/// allows 43–128 of these characters).
+pub fn random_string(rng: &mut (impl rand::RngCore + ?Sized), len: usize) -> String {
+    (0..len)
+        .map(|_| char::from(rng.sample(Alphanumeric)))
+        .collect()
+}
+
+/// Whether to send a PKCE challenge (`auto`: when the provider advertises
+/// S256, RFC 8414 §2).
+pub fn use_pkce(provider: &UpstreamProviderConfig, metadata: &ProviderMetadata) -> bool {
+    match provider.pkce_method {
+        PkceMethod::Always => true,
+        PkceMethod::Never => false,
+        PkceMethod::Auto => metadata
+            .code_challenge_methods_supported
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|x| x == "S256")),
+    }
+}
+
+/// What an authorization request carries besides the provider's settings.
+#[derive(Debug, Clone)]
+pub struct AuthorizationRequest<'a> {
+    pub redirect_uri: &'a Url,
+    pub state: &'a str,
+    pub nonce: &'a str,
+    pub code_verifier: Option<&'a str>,
+    pub login_hint: Option<&'a str>,
+}
+
+/// The URL that sends the browser to the provider (OIDC Core §3.1.2.1,
+/// RFC 7636 §4.3, OAuth 2.0 Form Post Response Mode).
+pub fn authorization_url(
+    provider: &UpstreamProviderConfig,
+    metadata: &ProviderMetadata,
+    req: &AuthorizationRequest<'_>,
+) -> Url {
+    let mut url = metadata.authorization_endpoint.clone();
+    url.set_fragment(None);
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &provider.client_id)
+            .append_pair("redirect_uri", req.redirect_uri.as_str())
+            .append_pair("scope", &provider.scope)
+            .append_pair("state", req.state)
+            .append_pair("nonce", req.nonce);
+        if let Some(v) = req.code_verifier {
+            q.append_pair("code_challenge", &vestibule_domain::pkce::s256_challenge(v))
+                .append_pair("code_challenge_method", "S256");
+        }
+        if provider.response_mode == Some(ResponseMode::FormPost) {
+            q.append_pair("response_mode", "form_post");
+        }
+        if provider.forward_login_hint
+            && let Some(hint) = req.login_hint
+        {
+            q.append_pair("login_hint", hint);
+        }
+        for (k, v) in &provider.additional_authorization_parameters {
+            q.append_pair(k, v);
+        }
+    }
+    url
+}
+
+/// A reqwest error, said without the URL (it may carry a code or token in
+/// its query).
+fn without_url(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "connection failed".to_owned()
+    } else {
+        "request failed".to_owned()
+    }
+}
+
+async fn read_body(res: reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
+    if res.content_length().is_some_and(|l| l > MAX_BODY as u64) {
+        return Err(UpstreamError::Unreachable("response too large".to_owned()));
+    }
+    let bytes = res
+        .bytes()
+        .await
+        .map_err(|e| UpstreamError::Unreachable(without_url(&e)))?;
+    if bytes.len() > MAX_BODY {
+        return Err(UpstreamError::Unreachable("response too large".to_owned()));
+    }
+    Ok(bytes.to_vec())
+}
+
+/// At most 80 printable ASCII characters of something the provider said.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(80)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn provider() -> UpstreamProviderConfig {
+        serde_json::from_value(json!({
+            "id": "01H8PKNWKKRPCBW4YGH1RWV279",
+            "issuer": "https://idp.example",
+            "client_id": "vestibule",
+            "client_secret": "s3cret",
+        }))
+        .unwrap()
+    }
+
+    fn raw(issuer: &str) -> RawMetadata {
+        serde_json::from_value(json!({
+            "issuer": issuer,
+            "authorization_endpoint": "https://idp.example/auth",
+            "token_endpoint": "https://idp.example/token",
+            "jwks_uri": "https://idp.example/jwks",
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn discovery_is_validated_in_oidc_mode_only() {
+        let p = provider();
+        assert!(effective_metadata(&p, Some(raw("https://idp.example"))).is_ok());
+        // Discovery §4.3: exact issuer match, not even a trailing slash.
+        assert!(effective_metadata(&p, Some(raw("https://idp.example/"))).is_err());
+        let mut insecure = p.clone();
+        insecure.discovery_mode = DiscoveryMode::Insecure;
+        assert!(effective_metadata(&insecure, Some(raw("https://other.example"))).is_ok());
+        // Plain http only to loopback.
+        let mut r = raw("https://idp.example");
+        r.token_endpoint = Some("http://idp.example/token".to_owned());
+        assert!(effective_metadata(&p, Some(r)).is_err());
+        let mut r = raw("https://idp.example");
+        r.token_endpoint = Some("http://127.0.0.1:9/token".to_owned());
+        assert!(effective_metadata(&p, Some(r)).is_ok());
+        // Disabled: only what is configured, and it must be complete.
+        let mut disabled = p;
+        disabled.discovery_mode = DiscoveryMode::Disabled;
+        assert!(effective_metadata(&disabled, None).is_err());
+        disabled.authorization_endpoint = Some("https://idp.example/a".parse().unwrap());
+        disabled.token_endpoint = Some("https://idp.example/t".parse().unwrap());
+        let m = effective_metadata(&disabled, None).unwrap();
+        assert_eq!(m.token_endpoint.as_str(), "https://idp.example/t");
+        assert!(!use_pkce(&disabled, &m), "auto without advertised S256");
+    }
+
+    #[test]
+    fn authorization_url_carries_what_is_configured() {
+        let mut p = provider();
+        p.response_mode = Some(ResponseMode::FormPost);
+        p.forward_login_hint = true;
+        p.additional_authorization_parameters
+            .insert("prompt".to_owned(), "login".to_owned());
+        let m = effective_metadata(&p, Some(raw("https://idp.example"))).unwrap();
+        assert!(use_pkce(&p, &m));
+        let cb: Url = "https://auth.example/upstream/callback/x".parse().unwrap();
+        let url = authorization_url(
+            &p,
+            &m,
+            &AuthorizationRequest {
+                redirect_uri: &cb,
+                state: "st",
+                nonce: "no",
+                code_verifier: Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+                login_hint: Some("alice"),
+            },
+        );
+        let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["response_type"], "code");
+        assert_eq!(q["redirect_uri"], cb.as_str());
+        assert_eq!(
+            q["code_challenge"],
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        assert_eq!(q["code_challenge_method"], "S256");
+        assert_eq!(q["response_mode"], "form_post");
+        assert_eq!(q["login_hint"], "alice");
+        assert_eq!(q["prompt"], "login");
+        assert_eq!(q["nonce"], "no");
+    }
+
+    #[test]
+    fn aud_and_azp_are_checked() {
+        let p = provider();
+        let m = effective_metadata(&p, Some(raw("https://idp.example"))).unwrap();
+        let ok = |c: Value| check_iss_aud(&p, &m, c.as_object().unwrap(), "t").is_ok();
+        assert!(ok(
+            json!({"iss": "https://idp.example", "aud": "vestibule"})
+        ));
+        assert!(ok(
+            json!({"iss": "https://idp.example", "aud": ["vestibule"]})
+        ));
+        assert!(!ok(json!({"iss": "https://idp.example", "aud": "other"})));
+        assert!(!ok(
+            json!({"iss": "https://evil.example", "aud": "vestibule"})
+        ));
+        assert!(!ok(
+            json!({"iss": "https://idp.example", "aud": ["vestibule", "x"], "azp": "x"})
+        ));
+    }
+}

@@ -1,0 +1,413 @@
+//! Login through an upstream OpenID Connect provider, against the real
+//! `oidc-provider` (tests/e2e/idp.mjs): authorize → IdP login → callback →
+//! completed upstream session with the claims and the (provider, subject)
+//! link → `/upstream/link/{session}`. Tampered tokens come from a fake
+//! provider that signs what the test says (the real IdP cannot be made to).
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use vestibule_keys::Keystore;
+
+use crate::{
+    browser_helpers::Browser,
+    compat_support::databases,
+    upstream_support::{
+        BASE, Back, Fake, Idp, IdpDriver, SECRET, UpApp, callback, deliver, link_session_id, login,
+        provider, start, users,
+    },
+};
+
+const BASIC: &str = "01JB0000000000000000000001";
+const POST: &str = "01JB0000000000000000000002";
+const JWT: &str = "01JB0000000000000000000003";
+const PKJWT: &str = "01JB0000000000000000000004";
+const FORM: &str = "01JB0000000000000000000005";
+const NONE_PROMPT: &str = "01JB0000000000000000000006";
+
+fn client(id: &str, method: &str, extra: &Value) -> Value {
+    let mut c = json!({
+        "client_id": format!("vestibule-{method}"),
+        "client_secret": SECRET,
+        "redirect_uris": [callback(id)],
+        "token_endpoint_auth_method": method,
+        // With a back-channel logout URI, oidc-provider puts `sid` in
+        // ID tokens (its `includeSid`).
+        "backchannel_logout_uri": format!("{BASE}upstream/backchannel-logout/{id}"),
+        "backchannel_logout_session_required": true,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+/// The claims of a completed session, and the checks every happy path
+/// shares: completed, linked to (provider, sub), `sid` kept.
+async fn completed(app: &UpApp, b: &Browser, r: &crate::browser_helpers::Resp, pid: &str) -> Value {
+    let sid = link_session_id(b, r);
+    let s = app.session(&sid).await;
+    assert!(s.completed_at.is_some());
+    assert!(s.consumed_at.is_none());
+    let link = app
+        .link(pid, "alice-sub")
+        .await
+        .expect("a link for (provider, sub)");
+    assert_eq!(s.link_id, Some(link.id));
+    assert_eq!(link.user_id, None, "nobody is linked by the callback");
+    assert!(s.sid.as_deref().is_some_and(|x| !x.is_empty()), "{s:?}");
+    s.claims.unwrap()
+}
+
+/// Every token endpoint authentication method oidc-provider supports
+/// (private_key_jwt with our keystore registered as the client's JWKS), the
+/// query and the form_post response modes; claims in the ID token. On
+/// SQLite and PostgreSQL.
+#[tokio::test]
+async fn real_idp_login_with_every_client_auth_method() {
+    let key = vestibule_keys::generate_ec_p256(&mut rand::rngs::OsRng);
+    let keystore = Keystore::new(vec![(Some("ours".to_owned()), key)]).unwrap();
+    let idp = Idp::start(&json!({
+        "idTokenClaims": true,
+        "users": users(),
+        "clients": [
+            client(BASIC, "client_secret_basic", &json!({})),
+            client(POST, "client_secret_post", &json!({})),
+            client(JWT, "client_secret_jwt", &json!({})),
+            client(PKJWT, "private_key_jwt", &json!({
+                "jwks": keystore.jwks(),
+                "token_endpoint_auth_signing_alg": "ES256",
+            })),
+            client(FORM, "client_secret_basic", &json!({"client_id": "vestibule-form"})),
+        ],
+    }));
+    for db in databases().await {
+        let iss = idp.issuer.as_str();
+        let key = Keystore::new(vec![(
+            Some("ours".to_owned()),
+            keystore.entries()[0].key.clone(),
+        )])
+        .unwrap();
+        let app = UpApp::new(
+            db,
+            vec![
+                provider(BASIC, iss, "vestibule-client_secret_basic", &json!({})),
+                provider(
+                    POST,
+                    iss,
+                    "vestibule-client_secret_post",
+                    &json!({
+                    "token_endpoint_auth_method": "client_secret_post"}),
+                ),
+                provider(
+                    JWT,
+                    iss,
+                    "vestibule-client_secret_jwt",
+                    &json!({
+                    "token_endpoint_auth_method": "client_secret_jwt"}),
+                ),
+                provider(
+                    PKJWT,
+                    iss,
+                    "vestibule-private_key_jwt",
+                    &json!({
+                    "token_endpoint_auth_method": "private_key_jwt",
+                    "token_endpoint_auth_signing_alg": "ES256"}),
+                ),
+                provider(
+                    FORM,
+                    iss,
+                    "vestibule-form",
+                    &json!({"response_mode": "form_post"}),
+                ),
+            ],
+            Some(key),
+        )
+        .await;
+        let mut links = Vec::new();
+        for pid in [BASIC, POST, JWT, PKJWT, FORM] {
+            let mut b = app.browser();
+            let mut driver = IdpDriver::default();
+            let r = login(&mut b, &mut driver, pid, "alice-sub").await;
+            let claims = completed(&app, &b, &r, pid).await;
+            let id = &claims["id_token"];
+            assert_eq!(id["iss"], json!(idp.issuer), "{pid}");
+            assert_eq!(id["sub"], "alice-sub");
+            assert_eq!(id["preferred_username"], "alice", "{claims}");
+            assert_eq!(id["email"], "alice@corp.example");
+            assert_eq!(id["tenant_id"], "t-1");
+            assert_eq!(claims["userinfo"], Value::Null, "fetch_userinfo is off");
+            links.push(app.link(pid, "alice-sub").await.unwrap().id);
+
+            // A second login of the same person reuses the link.
+            let mut b2 = app.browser();
+            let r = login(&mut b2, &mut IdpDriver::default(), pid, "alice").await;
+            completed(&app, &b2, &r, pid).await;
+            assert_eq!(
+                app.link(pid, "alice-sub").await.unwrap().id,
+                *links.last().unwrap()
+            );
+        }
+        links.sort();
+        links.dedup();
+        assert_eq!(links.len(), 5, "one link per provider");
+        app.cleanup().await;
+    }
+}
+
+/// An ID token with only `sub` (oidc-provider's default): with
+/// `fetch_userinfo` the claims come from userinfo; without, they are
+/// absent.
+#[tokio::test]
+async fn claims_come_from_userinfo_when_the_id_token_only_has_sub() {
+    let idp = Idp::start(&json!({
+        "users": users(),
+        "clients": [
+            client(BASIC, "client_secret_basic", &json!({})),
+            client(POST, "client_secret_basic", &json!({"client_id": "no-userinfo"})),
+        ],
+    }));
+    let iss = idp.issuer.as_str();
+    let app = UpApp::new(
+        crate::upstream_support::sqlite().await,
+        vec![
+            provider(
+                BASIC,
+                iss,
+                "vestibule-client_secret_basic",
+                &json!({"fetch_userinfo": true}),
+            ),
+            provider(POST, iss, "no-userinfo", &json!({})),
+        ],
+        None,
+    )
+    .await;
+    let mut b = app.browser();
+    let r = login(&mut b, &mut IdpDriver::default(), BASIC, "alice-sub").await;
+    let claims = completed(&app, &b, &r, BASIC).await;
+    assert!(
+        claims["id_token"].get("preferred_username").is_none(),
+        "{claims}"
+    );
+    let ui = &claims["userinfo"];
+    assert_eq!(ui["sub"], "alice-sub");
+    assert_eq!(ui["preferred_username"], "alice");
+    assert_eq!(ui["name"], "Alice Liddell");
+    assert_eq!(ui["email"], "alice@corp.example");
+    assert_eq!(ui["email_verified"], true);
+    assert_eq!(ui["tenant_id"], "t-1");
+
+    let mut b = app.browser();
+    let r = login(&mut b, &mut IdpDriver::default(), POST, "alice-sub").await;
+    let claims = completed(&app, &b, &r, POST).await;
+    assert_eq!(claims["userinfo"], Value::Null);
+    assert!(claims["id_token"].get("email").is_none(), "{claims}");
+    app.cleanup().await;
+}
+
+/// Refusals with the real IdP: the answer delivered to another browser,
+/// an unknown state, a wrong `iss` (RFC 9207), the provider's own error
+/// (`prompt=none` without an IdP session → `login_required`). Each is an
+/// error page with a way back, and leaves the session uncompleted and no
+/// link behind.
+#[tokio::test]
+async fn callback_refusals_change_nothing() {
+    let idp = Idp::start(&json!({
+        "users": users(),
+        "clients": [
+            client(BASIC, "client_secret_basic", &json!({})),
+            client(NONE_PROMPT, "client_secret_basic", &json!({"client_id": "silent"})),
+        ],
+    }));
+    let iss = idp.issuer.as_str();
+    let app = UpApp::new(
+        crate::upstream_support::sqlite().await,
+        vec![
+            provider(BASIC, iss, "vestibule-client_secret_basic", &json!({})),
+            provider(
+                NONE_PROMPT,
+                iss,
+                "silent",
+                &json!({
+                "additional_authorization_parameters": {"prompt": "none"}}),
+            ),
+        ],
+        None,
+    )
+    .await;
+    let refused = |r: &crate::browser_helpers::Resp, status: StatusCode, text: &str| {
+        assert_eq!(r.status, status, "{}", r.body);
+        assert!(r.body.contains(text), "{text:?} not in {}", r.body);
+        assert!(r.body.contains("href="), "a way back: {}", r.body);
+    };
+
+    // The IdP's answer carried to another browser.
+    let mut a = app.browser();
+    let url = start(&mut a, BASIC, "").await;
+    let state: String = url
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into();
+    let Back::Redirect(back) = IdpDriver::default().run(url, "alice-sub").await else {
+        panic!("query mode")
+    };
+    let mut other = app.browser();
+    let r = deliver(&mut other, Back::Redirect(back.clone())).await;
+    refused(&r, StatusCode::BAD_REQUEST, "not started in this browser");
+    assert!(app.link(BASIC, "alice-sub").await.is_none());
+
+    // An unknown state in the right browser.
+    let path = a.path_of(back.as_str()).replace(&state, "not-the-state");
+    let r = a.get(&path).await;
+    refused(&r, StatusCode::BAD_REQUEST, "not started in this browser");
+
+    // RFC 9207: another issuer named in the answer.
+    let mut u = back.clone();
+    let pairs: Vec<(String, String)> = back
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "iss" {
+                "https://evil.example".into()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(&pairs);
+    let r = a.get(&a.path_of(u.as_str())).await;
+    refused(&r, StatusCode::BAD_REQUEST, "different identity provider");
+    // Without `iss` although the IdP advertises it.
+    let pairs: Vec<_> = pairs.into_iter().filter(|(k, _)| k != "iss").collect();
+    u.query_pairs_mut().clear().extend_pairs(&pairs);
+    let r = a.get(&a.path_of(u.as_str())).await;
+    refused(&r, StatusCode::BAD_REQUEST, "lacks its issuer");
+    assert!(
+        app.link(BASIC, "alice-sub").await.is_none(),
+        "nothing half-done"
+    );
+
+    // The untouched answer still works in the right browser, once.
+    let r = a.get(&a.path_of(back.as_str())).await;
+    let id = link_session_id(&a, &r);
+    assert!(app.session(&id).await.completed_at.is_some());
+    let r = a.get(&a.path_of(back.as_str())).await;
+    refused(&r, StatusCode::BAD_REQUEST, "already completed");
+
+    // The provider's own error (OIDC Core §3.1.2.6).
+    let mut c = app.browser();
+    let url = start(&mut c, NONE_PROMPT, "").await;
+    let back = IdpDriver::default().run(url, "alice-sub").await;
+    let r = deliver(&mut c, back).await;
+    refused(&r, StatusCode::BAD_REQUEST, "login_required");
+    assert!(app.link(NONE_PROMPT, "alice-sub").await.is_none());
+
+    // Unknown and disabled providers.
+    let r = c
+        .get("/upstream/authorize/01JB0000000000000000000099")
+        .await;
+    refused(&r, StatusCode::NOT_FOUND, "does not exist");
+    app.cleanup().await;
+}
+
+/// Tampered ID tokens from a provider signing what the test says: bad
+/// signature, wrong aud, wrong nonce, wrong iss, expired, unsigned. Each is
+/// refused with an error page, the session stays uncompleted and no link
+/// is made; the untampered token then passes.
+#[tokio::test]
+async fn tampered_id_tokens_are_refused() {
+    const FAKE: &str = "01JB00000000000000000000FA";
+    let fake = Fake::start().await;
+    let app = UpApp::new(
+        crate::upstream_support::sqlite().await,
+        vec![provider(
+            FAKE,
+            &fake.issuer,
+            "rp",
+            &json!({"id_token_signed_response_alg": "ES256"}),
+        )],
+        None,
+    )
+    .await;
+    let now = app.t.clock.now().timestamp();
+    let other_key = Keystore::new(vec![(
+        Some("fake".to_owned()),
+        vestibule_keys::generate_ec_p256(&mut rand::rngs::OsRng),
+    )])
+    .unwrap();
+
+    // (what to change, the message, whether to sign with the wrong key)
+    let cases: Vec<(Value, &str, bool)> = vec![
+        (json!({}), "bad signature", true),
+        (json!({"aud": "someone-else"}), "aud does not name", false),
+        (json!({"aud": ["rp", "x"], "azp": "x"}), "azp is not", false),
+        (
+            json!({"nonce": "another-nonce"}),
+            "nonce does not match",
+            false,
+        ),
+        (json!({"iss": "https://evil.example"}), "iss is not", false),
+        (
+            json!({"exp": now - 3600, "iat": now - 7200}),
+            "expired",
+            false,
+        ),
+        (json!({"alg_none": true}), "signed with", false),
+    ];
+    for (i, (change, message, wrong_key)) in cases.into_iter().enumerate() {
+        let sub = format!("alice-{i}");
+        let mut b = app.browser();
+        let url = start(&mut b, FAKE, "").await;
+        let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        let mut claims = json!({
+            "iss": fake.issuer, "sub": sub, "aud": "rp",
+            "nonce": q["nonce"], "iat": now, "exp": now + 300,
+        });
+        for (k, v) in change.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        *fake.claims.lock().unwrap() = claims;
+        *fake.signer.lock().unwrap() = wrong_key.then(|| {
+            Keystore::new(vec![(
+                Some("fake".to_owned()),
+                other_key.entries()[0].key.clone(),
+            )])
+            .unwrap()
+        });
+        let r = b
+            .get(&format!(
+                "/upstream/callback/{FAKE}?code=c&state={}",
+                q["state"]
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{change}: {}", r.body);
+        assert!(
+            r.body.contains(message),
+            "{change}: {message:?} not in {}",
+            r.body
+        );
+        assert!(app.link(FAKE, &sub).await.is_none(), "{change}");
+
+        // The same session (so it was left uncompleted) with an honest
+        // token completes.
+        let mut honest = json!({
+            "iss": fake.issuer, "sub": sub, "aud": "rp",
+            "nonce": q["nonce"], "iat": now, "exp": now + 300,
+        });
+        honest["sid"] = json!("fake-sid");
+        *fake.claims.lock().unwrap() = honest;
+        *fake.signer.lock().unwrap() = None;
+        let r = b
+            .get(&format!(
+                "/upstream/callback/{FAKE}?code=c&state={}",
+                q["state"]
+            ))
+            .await;
+        let id = link_session_id(&b, &r);
+        let s = app.session(&id).await;
+        assert_eq!(s.sid.as_deref(), Some("fake-sid"));
+        assert_eq!(s.link_id, Some(app.link(FAKE, &sub).await.unwrap().id));
+    }
+    app.cleanup().await;
+}
