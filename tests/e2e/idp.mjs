@@ -67,6 +67,16 @@ const provider = new Provider(issuer, {
     backchannelLogout: { enabled: true },
     rpInitiatedLogout: { enabled: true },
   },
+  // oidc-provider refuses outgoing requests (back-channel logout) to
+  // special-use addresses as SSRF protection; in the tests every relying
+  // party is on 127.0.0.1, so loopback URLs go out without that check.
+  fetch(url, options) {
+    if (new URL(url).hostname === '127.0.0.1') {
+      const { dispatcher: _ignored, ...rest } = options;
+      return globalThis.fetch(url, rest);
+    }
+    return globalThis.fetch(url, options);
+  },
   async findAccount(_ctx, id) {
     const user = findUser(id);
     if (!user) return undefined;
@@ -113,10 +123,10 @@ function readForm(req) {
 for (const event of ['server_error', 'backchannel.error', 'grant.error', 'authorization.error', 'end_session.error']) {
   provider.on(event, (...args) => {
     const err = args.find((a) => a instanceof Error);
-    process.stderr.write(`idp ${event}: ${err?.message ?? ''} ${err?.error_description ?? ''} ${err?.error_detail ?? ''}\n`);
+    process.stderr.write(`idp ${event}: ${err?.message ?? ''} ${err?.error_description ?? ''} ${err?.error_detail ?? ''} ${err?.cause?.message ?? ''}\n`);
   });
 }
-provider.on('backchannel.success', (client) => {
+provider.on('backchannel.success', (_ctx, client) => {
   process.stderr.write(`idp backchannel logout sent to ${client.clientId}\n`);
 });
 

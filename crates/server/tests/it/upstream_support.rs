@@ -141,7 +141,6 @@ pub fn provider(id: &str, issuer: &str, client_id: &str, extra: &Value) -> Value
 /// given signing keystore (for `private_key_jwt`).
 pub struct UpApp {
     pub t: TestApp,
-    #[allow(dead_code, reason = "for the back-channel logout tests")]
     pub hs: Arc<MockHomeserver>,
 }
 
@@ -181,7 +180,6 @@ impl UpApp {
         Browser::new(&self.t)
     }
 
-    #[allow(dead_code, reason = "for the back-channel logout tests")]
     pub fn router(&self) -> Router {
         self.t.router(&Resources::all(), None)
     }
@@ -347,7 +345,6 @@ impl IdpDriver {
 
     /// Signs out at the IdP (RP-initiated logout page, "yes"): the IdP
     /// sends its back-channel logout tokens before it answers.
-    #[allow(dead_code, reason = "for the back-channel logout tests")]
     pub async fn end_session(&mut self, issuer: &str) {
         let url: url::Url = format!("{issuer}/session/end").parse().unwrap();
         let (status, _, body) = self.send(self.http.get(url.clone())).await;

@@ -1,0 +1,258 @@
+//! OpenID Connect Back-Channel Logout 1.0 from the upstream provider: the
+//! real `oidc-provider` posts a logout token to our receiver (served on a
+//! real port) when the user signs out there; refusals with tokens a fake
+//! provider signs.
+
+use axum::{
+    body::Body,
+    http::{Request, StatusCode, header},
+};
+use serde_json::{Value, json};
+use vestibule_domain::{Ulid, browser_session::BrowserSession};
+
+use crate::{
+    harness::{body_json, send},
+    upstream_support::{
+        Fake, Idp, IdpDriver, SECRET, UpApp, callback, link_session_id, login, provider, sqlite,
+        users,
+    },
+};
+
+const IDP: &str = "01JB00000000000000000000B1";
+const FAKE: &str = "01JB00000000000000000000B2";
+
+async fn browser_session(app: &UpApp, id: Ulid) -> BrowserSession {
+    let mut repo = app.t.state.repos.read().await.unwrap();
+    repo.browser_sessions().lookup(id).await.unwrap().unwrap()
+}
+
+/// Signing out at the IdP ends the browser session the upstream login
+/// started and (`logout_all`) the legacy session started from it, whose
+/// device is deleted on the homeserver; another browser session of the
+/// same user (password login) stays.
+#[tokio::test]
+async fn logout_at_the_real_idp_ends_our_sessions() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ours = format!("http://{}", listener.local_addr().unwrap());
+    let idp = Idp::start(&json!({
+        "users": users(),
+        "clients": [{
+            "client_id": "rp",
+            "client_secret": SECRET,
+            "redirect_uris": [callback(IDP)],
+            "backchannel_logout_uri": format!("{ours}/upstream/backchannel-logout/{IDP}"),
+            "backchannel_logout_session_required": true,
+        }],
+    }));
+    let app = UpApp::new(
+        sqlite().await,
+        vec![provider(
+            IDP,
+            &idp.issuer,
+            "rp",
+            &json!({"on_backchannel_logout": "logout_all"}),
+        )],
+        None,
+    )
+    .await;
+    let router = app.router();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let mut b = app.browser();
+    let mut driver = IdpDriver::default();
+    let r = login(&mut b, &mut driver, IDP, "alice-sub").await;
+    let session_id = link_session_id(&b, &r);
+    let upstream = app.session(&session_id).await;
+    assert!(
+        upstream.sid.is_some(),
+        "oidc-provider sends sid: {upstream:?}"
+    );
+
+    // What the link page does once the user registers: the user, the link,
+    // a browser session authenticated by this upstream session; then a
+    // legacy login from it.
+    let state = &app.t.state;
+    let mut rng = state.rng.rng();
+    let mut repo = state.repos.write().await.unwrap();
+    let user = repo
+        .users()
+        .add(&mut rng, state.clock.as_ref(), "alice")
+        .await
+        .unwrap();
+    let link = repo
+        .upstream_links()
+        .lookup(upstream.link_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let link = repo
+        .upstream_links()
+        .associate_to_user(link, &user)
+        .await
+        .unwrap();
+    let bs = repo
+        .browser_sessions()
+        .add(&mut rng, state.clock.as_ref(), &user, None)
+        .await
+        .unwrap();
+    repo.browser_sessions()
+        .authenticate_with_upstream(&mut rng, state.clock.as_ref(), &bs, &link, Some(&upstream))
+        .await
+        .unwrap();
+    let compat = repo
+        .compat_sessions()
+        .add(
+            &mut rng,
+            state.clock.as_ref(),
+            &user,
+            "DEVUP",
+            None,
+            Some(&bs),
+            false,
+        )
+        .await
+        .unwrap();
+    let other = repo
+        .browser_sessions()
+        .add(&mut rng, state.clock.as_ref(), &user, None)
+        .await
+        .unwrap();
+    repo.save().await.unwrap();
+
+    // The user signs out at the IdP, which calls our receiver before it
+    // answers.
+    driver.end_session(&idp.issuer).await;
+
+    assert!(browser_session(&app, bs.id).await.finished_at.is_some());
+    assert!(
+        browser_session(&app, other.id).await.finished_at.is_none(),
+        "a session not started by that upstream login stays"
+    );
+    let mut repo = state.repos.read().await.unwrap();
+    let compat = repo
+        .compat_sessions()
+        .lookup(compat.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        compat.finished_at.is_some(),
+        "logout_all ends client sessions"
+    );
+    assert!(
+        app.hs
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("delete_device alice")),
+        "{:?}",
+        app.hs.calls()
+    );
+    drop(repo);
+    app.cleanup().await;
+}
+
+async fn post_token(app: &UpApp, token: Option<&str>) -> (StatusCode, Value) {
+    let body = match token {
+        Some(t) => url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("logout_token", t)
+            .finish(),
+        None => String::new(),
+    };
+    let res = send(
+        &app.router(),
+        Request::post(format!("/upstream/backchannel-logout/{FAKE}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await;
+    let status = res.status();
+    assert_eq!(
+        res.headers().get(header::CACHE_CONTROL).unwrap(),
+        "no-store"
+    );
+    let body = if status == StatusCode::OK {
+        Value::Null
+    } else {
+        body_json(res).await
+    };
+    (status, body)
+}
+
+/// §2.6: a logout token is refused (400, `invalid_request` with a
+/// description, §2.8) with a bad signature, without the event, with a
+/// nonce, without sub and sid, with a wrong aud or iss, or missing; a good
+/// one is accepted (200).
+#[tokio::test]
+async fn bad_logout_tokens_are_refused() {
+    let fake = Fake::start().await;
+    let app = UpApp::new(
+        sqlite().await,
+        vec![provider(
+            FAKE,
+            &fake.issuer,
+            "rp",
+            &json!({
+                "id_token_signed_response_alg": "ES256",
+                "on_backchannel_logout": "logout_browser_only",
+            }),
+        )],
+        None,
+    )
+    .await;
+    let now = app.t.clock.now().timestamp();
+    let good = json!({
+        "iss": fake.issuer, "aud": "rp", "iat": now, "exp": now + 120,
+        "jti": "j1", "sub": "someone", "sid": "s1",
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+    });
+    let (status, _) = post_token(&app, Some(&fake.sign(&good))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let other = vestibule_keys::Keystore::new(vec![(
+        Some("fake".to_owned()),
+        vestibule_keys::generate_ec_p256(&mut rand::rngs::OsRng),
+    )])
+    .unwrap();
+    let forged = other.sign_jwt("ES256", &good).unwrap();
+    let (status, body) = post_token(&app, Some(&forged)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_request");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("bad signature")
+    );
+
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("events", Value::Null, "events"),
+        ("events", json!({"other": {}}), "events"),
+        ("nonce", json!("n"), "nonce"),
+        ("aud", json!("someone-else"), "aud"),
+        ("iss", json!("https://evil.example"), "iss"),
+        ("jti", Value::Null, "jti"),
+        ("iat", json!(now + 3600), "future"),
+    ];
+    for (key, value, message) in cases {
+        let mut claims = good.clone();
+        if value.is_null() {
+            claims.as_object_mut().unwrap().remove(key);
+        } else {
+            claims[key] = value;
+        }
+        let (status, body) = post_token(&app, Some(&fake.sign(&claims))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{key}");
+        let d = body["error_description"].as_str().unwrap();
+        assert!(d.contains(message), "{key}: {d}");
+    }
+    let mut neither = good.clone();
+    neither.as_object_mut().unwrap().remove("sub");
+    neither.as_object_mut().unwrap().remove("sid");
+    let (status, _) = post_token(&app, Some(&fake.sign(&neither))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = post_token(&app, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_request");
+    app.cleanup().await;
+}
