@@ -54,6 +54,9 @@ export VESTIBULE_SYNAPSE_VENV
 export VESTIBULE_REQUIRE_SYNAPSE=1
 echo "$VESTIBULE_SYNAPSE_VENV"
 
+step "npm packages (tests/e2e): the upstream IdP (oidc-provider) of the Rust tests, the Node clients"
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+
 step "cargo test (unit, conformance on SQLite + PostgreSQL, HTTP, real Synapse, end-to-end)"
 # crates/e2e-matrix-sdk runs the `vestibule` binary itself (matrix-rust-sdk
 # through Synapse); it is built first and passed in.
@@ -69,7 +72,6 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v nginx >/dev/null 2>&1; 
   # The package starts a system nginx on port 80; the tests run their own.
   (service nginx stop || true) >/dev/null 2>&1
 fi
-(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 cargo build --locked --bin vestibule
 VESTIBULE_BIN="$CARGO_TARGET_DIR/debug/vestibule" VESTIBULE_ARTIFACTS="$PWD/artifacts" \
   node --test --test-concurrency=1 tests/e2e/

@@ -25,6 +25,7 @@ mod provisioning_support;
 mod provisioning_synapse;
 mod provisioning_users;
 mod registration;
+mod upstream_authorize;
 mod upstream_backchannel;
 mod upstream_login;
 mod upstream_support;

@@ -403,6 +403,9 @@ pub fn link_session_id(b: &Browser, r: &Resp) -> String {
         .to_owned()
 }
 
+/// A token request the fake saw: its Authorization header and form.
+pub type TokenRequest = (Option<String>, Vec<(String, String)>);
+
 /// A fake provider on 127.0.0.1 that signs whatever the test puts in
 /// `claims` (for tampered ID tokens and logout tokens). Its token endpoint
 /// answers any code with an ID token built from `claims`, signed with
@@ -413,6 +416,8 @@ pub struct Fake {
     pub keys: Arc<Keystore>,
     pub claims: Arc<Mutex<Value>>,
     pub signer: Arc<Mutex<Option<Keystore>>>,
+    /// The last token request: its Authorization header and form.
+    pub last_request: Arc<Mutex<Option<TokenRequest>>>,
 }
 
 impl Fake {
@@ -426,6 +431,7 @@ impl Fake {
             keys,
             claims: Arc::new(Mutex::new(json!({}))),
             signer: Arc::new(Mutex::new(None)),
+            last_request: Arc::new(Mutex::new(None)),
         };
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -461,7 +467,16 @@ async fn jwks(State(f): State<Fake>) -> Json<Value> {
     Json(f.keys.jwks())
 }
 
-async fn token(State(f): State<Fake>) -> Response {
+async fn token(
+    State(f): State<Fake>,
+    headers: http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let auth = headers
+        .get("authorization")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let form = url::form_urlencoded::parse(&body).into_owned().collect();
+    *f.last_request.lock().unwrap() = Some((auth, form));
     let claims = f.claims.lock().unwrap().clone();
     let id_token = if claims["alg_none"] == json!(true) {
         use base64::Engine;
