@@ -732,7 +732,7 @@ impl UpstreamClient {
 }
 
 /// OIDC Core §3.1.3.7 items 2–5: `iss` exactly the issuer, `aud` contains
-/// our client id, and with several audiences `azp` is our client id.
+/// our client id, `azp` (required with several audiences) is our client id.
 fn check_iss_aud(
     provider: &UpstreamProviderConfig,
     metadata: &ProviderMetadata,
@@ -753,11 +753,14 @@ fn check_iss_aud(
     if !contains {
         return Err(invalid(what, "aud does not name this service"));
     }
-    if several
-        && let Some(azp) = claims.get("azp")
-        && azp.as_str() != Some(ours)
-    {
-        return Err(invalid(what, "azp is not this service"));
+    // Items 4–5: with several audiences `azp` is required; whenever it is
+    // present it must be our client id.
+    match claims.get("azp") {
+        Some(azp) if azp.as_str() != Some(ours) => {
+            return Err(invalid(what, "azp is not this service"));
+        }
+        None if several => return Err(invalid(what, "azp is missing")),
+        _ => {}
     }
     Ok(())
 }

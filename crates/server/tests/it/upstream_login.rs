@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use vestibule_keys::Keystore;
 
 use crate::{
-    browser_helpers::Browser,
+    browser_helpers::{Browser, Resp},
     compat_support::databases,
     upstream_support::{
         BASE, Back, Fake, Idp, IdpDriver, SECRET, UpApp, callback, deliver, link_session_id, login,
@@ -23,6 +23,7 @@ const JWT: &str = "01JB0000000000000000000003";
 const PKJWT: &str = "01JB0000000000000000000004";
 const FORM: &str = "01JB0000000000000000000005";
 const NONE_PROMPT: &str = "01JB0000000000000000000006";
+const PUBLIC: &str = "01JB0000000000000000000007";
 
 fn client(id: &str, method: &str, extra: &Value) -> Value {
     let mut c = json!({
@@ -38,12 +39,15 @@ fn client(id: &str, method: &str, extra: &Value) -> Value {
     for (k, v) in extra.as_object().unwrap() {
         c[k] = v.clone();
     }
+    if method == "none" {
+        c.as_object_mut().unwrap().remove("client_secret");
+    }
     c
 }
 
 /// The claims of a completed session, and the checks every happy path
 /// shares: completed, linked to (provider, sub), `sid` kept.
-async fn completed(app: &UpApp, b: &Browser, r: &crate::browser_helpers::Resp, pid: &str) -> Value {
+async fn completed(app: &UpApp, b: &Browser, r: &Resp, pid: &str) -> Value {
     let sid = link_session_id(b, r);
     let s = app.session(&sid).await;
     assert!(s.completed_at.is_some());
@@ -59,7 +63,8 @@ async fn completed(app: &UpApp, b: &Browser, r: &crate::browser_helpers::Resp, p
 }
 
 /// Every token endpoint authentication method oidc-provider supports
-/// (private_key_jwt with our keystore registered as the client's JWKS), the
+/// (private_key_jwt with our keystore registered as the client's JWKS;
+/// `none` for a public client, which PKCE alone protects), the
 /// query and the form_post response modes; claims in the ID token. On
 /// SQLite and PostgreSQL.
 #[tokio::test]
@@ -78,6 +83,7 @@ async fn real_idp_login_with_every_client_auth_method() {
                 "token_endpoint_auth_signing_alg": "ES256",
             })),
             client(FORM, "client_secret_basic", &json!({"client_id": "vestibule-form"})),
+            client(PUBLIC, "none", &json!({})),
         ],
     }));
     for db in databases().await {
@@ -114,6 +120,12 @@ async fn real_idp_login_with_every_client_auth_method() {
                     "token_endpoint_auth_signing_alg": "ES256"}),
                 ),
                 provider(
+                    PUBLIC,
+                    iss,
+                    "vestibule-none",
+                    &json!({"token_endpoint_auth_method": "none"}),
+                ),
+                provider(
                     FORM,
                     iss,
                     "vestibule-form",
@@ -124,7 +136,7 @@ async fn real_idp_login_with_every_client_auth_method() {
         )
         .await;
         let mut links = Vec::new();
-        for pid in [BASIC, POST, JWT, PKJWT, FORM] {
+        for pid in [BASIC, POST, JWT, PKJWT, PUBLIC, FORM] {
             let mut b = app.browser();
             let mut driver = IdpDriver::default();
             let r = login(&mut b, &mut driver, pid, "alice-sub").await;
@@ -149,7 +161,7 @@ async fn real_idp_login_with_every_client_auth_method() {
         }
         links.sort();
         links.dedup();
-        assert_eq!(links.len(), 5, "one link per provider");
+        assert_eq!(links.len(), 6, "one link per provider");
         app.cleanup().await;
     }
 }
@@ -234,7 +246,7 @@ async fn callback_refusals_change_nothing() {
         None,
     )
     .await;
-    let refused = |r: &crate::browser_helpers::Resp, status: StatusCode, text: &str| {
+    let refused = |r: &Resp, status: StatusCode, text: &str| {
         assert_eq!(r.status, status, "{}", r.body);
         assert!(r.body.contains(text), "{text:?} not in {}", r.body);
         assert!(r.body.contains("href="), "a way back: {}", r.body);
@@ -409,5 +421,139 @@ async fn tampered_id_tokens_are_refused() {
         assert_eq!(s.sid.as_deref(), Some("fake-sid"));
         assert_eq!(s.link_id, Some(app.link(FAKE, &sub).await.unwrap().id));
     }
+    app.cleanup().await;
+}
+
+/// Starts a login at the fake provider `pid`, lets it sign an ID token
+/// for `sub` (with `extra` claims) and returns our callback's answer.
+async fn fake_login(app: &UpApp, fake: &Fake, pid: &str, sub: &str, extra: &Value) -> Resp {
+    let mut b = app.browser();
+    let url = start(&mut b, pid, "").await;
+    let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    let now = app.t.clock.now().timestamp();
+    let mut claims = json!({
+        "iss": fake.issuer, "sub": sub, "aud": "rp",
+        "nonce": q["nonce"], "iat": now, "exp": now + 300,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    *fake.claims.lock().unwrap() = claims;
+    let r = b
+        .get(&format!(
+            "/upstream/callback/{pid}?code=c&state={}",
+            q["state"]
+        ))
+        .await;
+    if r.status == StatusCode::SEE_OTHER {
+        let id = link_session_id(&b, &r);
+        assert!(app.session(&id).await.completed_at.is_some());
+    }
+    r
+}
+
+/// Userinfo (OIDC Core §5.3): its `sub` must be the ID token's (§5.3.4);
+/// with `userinfo_signed_response_alg` it must be a JWT signed by the
+/// provider for us (§5.3.2), and plain JSON is refused.
+#[tokio::test]
+async fn userinfo_is_checked_and_may_be_signed() {
+    const PLAIN: &str = "01JB00000000000000000000D1";
+    const SIGNED: &str = "01JB00000000000000000000D2";
+    let fake = Fake::start().await;
+    let app = UpApp::new(
+        crate::upstream_support::sqlite().await,
+        vec![
+            provider(
+                PLAIN,
+                &fake.issuer,
+                "rp",
+                &json!({"id_token_signed_response_alg": "ES256", "fetch_userinfo": true}),
+            ),
+            provider(
+                SIGNED,
+                &fake.issuer,
+                "rp",
+                &json!({
+                    "id_token_signed_response_alg": "ES256",
+                    "fetch_userinfo": true,
+                    "userinfo_signed_response_alg": "ES256",
+                }),
+            ),
+        ],
+        None,
+    )
+    .await;
+    *fake.userinfo.lock().unwrap() = json!({"sub": "someone-else", "email": "x@corp.example"});
+    let r = fake_login(&app, &fake, PLAIN, "u1", &json!({})).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert!(r.body.contains("sub differs"), "{}", r.body);
+    assert!(app.link(PLAIN, "u1").await.is_none());
+
+    *fake.userinfo.lock().unwrap() = json!({"sub": "u1", "email": "u1@corp.example"});
+    let r = fake_login(&app, &fake, PLAIN, "u1", &json!({})).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let link = app.link(PLAIN, "u1").await.unwrap();
+    assert_eq!(link.subject, "u1");
+
+    // Signed: plain JSON is refused, a JWT for someone else too.
+    let r = fake_login(&app, &fake, SIGNED, "u2", &json!({})).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert!(r.body.contains("not a signed JWT"), "{}", r.body);
+    *fake.userinfo.lock().unwrap() = json!({"jwt": {
+        "iss": fake.issuer, "aud": "another-rp", "sub": "u2", "email": "u2@corp.example"}});
+    let r = fake_login(&app, &fake, SIGNED, "u2", &json!({})).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert!(r.body.contains("aud does not name"), "{}", r.body);
+    *fake.userinfo.lock().unwrap() = json!({"jwt": {
+        "iss": fake.issuer, "aud": "rp", "sub": "u2", "email": "u2@corp.example"}});
+    let r = fake_login(&app, &fake, SIGNED, "u2", &json!({})).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(app.link(SIGNED, "u2").await.is_some());
+    app.cleanup().await;
+}
+
+/// The provider's keys are cached; a token signed with a key id we have
+/// not seen makes us fetch them again once (rotation), and a key the
+/// provider does not publish stays refused.
+#[tokio::test]
+async fn rotated_provider_keys_are_fetched_again() {
+    const P: &str = "01JB00000000000000000000E1";
+    let fake = Fake::start().await;
+    let app = UpApp::new(
+        crate::upstream_support::sqlite().await,
+        vec![provider(
+            P,
+            &fake.issuer,
+            "rp",
+            &json!({"id_token_signed_response_alg": "ES256"}),
+        )],
+        None,
+    )
+    .await;
+    let r = fake_login(&app, &fake, P, "k0", &json!({})).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "the keys are now cached");
+
+    let rotated = Keystore::new(vec![(
+        Some("rotated".to_owned()),
+        vestibule_keys::generate_ec_p256(&mut rand::rngs::OsRng),
+    )])
+    .unwrap();
+    fake.extra_jwks
+        .lock()
+        .unwrap()
+        .push(rotated.jwks()["keys"][0].clone());
+    *fake.signer.lock().unwrap() = Some(rotated);
+    let r = fake_login(&app, &fake, P, "k1", &json!({})).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+
+    let unpublished = Keystore::new(vec![(
+        Some("unpublished".to_owned()),
+        vestibule_keys::generate_ec_p256(&mut rand::rngs::OsRng),
+    )])
+    .unwrap();
+    *fake.signer.lock().unwrap() = Some(unpublished);
+    let r = fake_login(&app, &fake, P, "k2", &json!({})).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert!(r.body.contains("no key of the provider"), "{}", r.body);
     app.cleanup().await;
 }

@@ -418,6 +418,11 @@ pub struct Fake {
     pub signer: Arc<Mutex<Option<Keystore>>>,
     /// The last token request: its Authorization header and form.
     pub last_request: Arc<Mutex<Option<TokenRequest>>>,
+    /// What the userinfo endpoint answers; `{"jwt": <claims>}` answers
+    /// those claims signed, as `application/jwt`.
+    pub userinfo: Arc<Mutex<Value>>,
+    /// Keys published besides the fake's own (key rotation).
+    pub extra_jwks: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Fake {
@@ -432,11 +437,14 @@ impl Fake {
             claims: Arc::new(Mutex::new(json!({}))),
             signer: Arc::new(Mutex::new(None)),
             last_request: Arc::new(Mutex::new(None)),
+            userinfo: Arc::new(Mutex::new(json!({}))),
+            extra_jwks: Arc::new(Mutex::new(Vec::new())),
         };
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
             .route("/token", post(token))
+            .route("/userinfo", get(userinfo))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
@@ -457,6 +465,7 @@ async fn discovery(State(f): State<Fake>) -> Json<Value> {
         "authorization_endpoint": format!("{}/auth", f.issuer),
         "token_endpoint": format!("{}/token", f.issuer),
         "jwks_uri": format!("{}/jwks", f.issuer),
+        "userinfo_endpoint": format!("{}/userinfo", f.issuer),
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "id_token_signing_alg_values_supported": ["ES256"],
@@ -464,7 +473,22 @@ async fn discovery(State(f): State<Fake>) -> Json<Value> {
 }
 
 async fn jwks(State(f): State<Fake>) -> Json<Value> {
-    Json(f.keys.jwks())
+    let mut set = f.keys.jwks();
+    let keys = set["keys"].as_array_mut().unwrap();
+    keys.extend(f.extra_jwks.lock().unwrap().iter().cloned());
+    Json(set)
+}
+
+async fn userinfo(State(f): State<Fake>) -> Response {
+    let answer = f.userinfo.lock().unwrap().clone();
+    match answer.get("jwt") {
+        Some(claims) => (
+            [(http::header::CONTENT_TYPE, "application/jwt")],
+            f.sign(claims),
+        )
+            .into_response(),
+        None => Json(answer).into_response(),
+    }
 }
 
 async fn token(
