@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use vestibule_domain::{
     Ulid,
     browser_session::{Authentication, BrowserSession},
-    upstream::{UpstreamAuthorizationSession, UpstreamLink},
+    upstream::{UpstreamAuthorizationSession, UpstreamLink, UpstreamProvider},
     user::{Password, User},
 };
 
@@ -56,6 +56,15 @@ pub trait BrowserSessionRepository: Send {
         &mut self,
         link: &UpstreamLink,
         sid: Option<&str>,
+    ) -> Result<Vec<BrowserSession>, StorageError>;
+    /// Active browser sessions whose upstream login through `provider`
+    /// carried the provider session id `sid`, whoever the subject (a
+    /// logout token with `sid` and no `sub`: OpenID Connect Back-Channel
+    /// Logout 1.0 §2.4).
+    async fn list_active_for_upstream_sid(
+        &mut self,
+        provider: &UpstreamProvider,
+        sid: &str,
     ) -> Result<Vec<BrowserSession>, StorageError>;
     async fn last_authentication(
         &mut self,

@@ -256,3 +256,126 @@ async fn bad_logout_tokens_are_refused() {
     assert_eq!(body["error"], "invalid_request");
     app.cleanup().await;
 }
+
+/// A logout token with `sid` and no `sub` (§2.4 allows either) ends the
+/// browser sessions whose upstream login carried that provider session,
+/// and only those (`logout_browser_only`: the legacy session stays).
+#[tokio::test]
+async fn a_sid_only_logout_token_ends_that_provider_session() {
+    let fake = Fake::start().await;
+    let app = UpApp::new(
+        sqlite().await,
+        vec![provider(
+            FAKE,
+            &fake.issuer,
+            "rp",
+            &json!({
+                "id_token_signed_response_alg": "ES256",
+                "on_backchannel_logout": "logout_browser_only",
+            }),
+        )],
+        None,
+    )
+    .await;
+    let state = &app.t.state;
+    let mut sessions = Vec::new();
+    for sid in ["op-sid-1", "op-sid-2"] {
+        let mut b = app.browser();
+        let r = b.get(&format!("/upstream/authorize/{FAKE}")).await;
+        let q = crate::browser_helpers::params_of(r.location().unwrap(), false);
+        let now = app.t.clock.now().timestamp();
+        *fake.claims.lock().unwrap() = json!({
+            "iss": fake.issuer, "sub": "carol-sub", "aud": "rp", "sid": sid,
+            "nonce": q["nonce"], "iat": now, "exp": now + 300,
+        });
+        let r = b
+            .get(&format!(
+                "/upstream/callback/{FAKE}?code=c&state={}",
+                q["state"]
+            ))
+            .await;
+        let upstream = app.session(&link_session_id(&b, &r)).await;
+        let mut rng = state.rng.rng();
+        let mut repo = state.repos.write().await.unwrap();
+        let existing = repo.users().find_by_username("carol").await.unwrap();
+        let user = match existing {
+            Some(u) => u,
+            None => repo
+                .users()
+                .add(&mut rng, state.clock.as_ref(), "carol")
+                .await
+                .unwrap(),
+        };
+        let link = repo
+            .upstream_links()
+            .lookup(upstream.link_id.unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let link = repo
+            .upstream_links()
+            .associate_to_user(link, &user)
+            .await
+            .unwrap();
+        let bs = repo
+            .browser_sessions()
+            .add(&mut rng, state.clock.as_ref(), &user, None)
+            .await
+            .unwrap();
+        repo.browser_sessions()
+            .authenticate_with_upstream(&mut rng, state.clock.as_ref(), &bs, &link, Some(&upstream))
+            .await
+            .unwrap();
+        let compat = repo
+            .compat_sessions()
+            .add(
+                &mut rng,
+                state.clock.as_ref(),
+                &user,
+                sid,
+                None,
+                Some(&bs),
+                false,
+            )
+            .await
+            .unwrap();
+        repo.save().await.unwrap();
+        sessions.push((bs, compat));
+    }
+    let now = app.t.clock.now().timestamp();
+    let token = fake.sign(&json!({
+        "iss": fake.issuer, "aud": "rp", "iat": now, "jti": "j-sid", "sid": "op-sid-2",
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+    }));
+    let (status, _) = post_token(&app, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        browser_session(&app, sessions[1].0.id)
+            .await
+            .finished_at
+            .is_some()
+    );
+    assert!(
+        browser_session(&app, sessions[0].0.id)
+            .await
+            .finished_at
+            .is_none(),
+        "another provider session of the same user stays"
+    );
+    let mut repo = state.repos.read().await.unwrap();
+    let compat = repo
+        .compat_sessions()
+        .lookup(sessions[1].1.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(compat.finished_at.is_none(), "logout_browser_only");
+    drop(repo);
+    assert!(
+        app.hs
+            .calls()
+            .iter()
+            .all(|c| !c.starts_with("delete_device"))
+    );
+    app.cleanup().await;
+}

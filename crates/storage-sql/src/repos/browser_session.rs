@@ -3,7 +3,7 @@ use vestibule_domain::{
     Clock, Ulid,
     browser_session::{Authentication, AuthenticationMethod, BrowserSession},
     new_id,
-    upstream::{UpstreamAuthorizationSession, UpstreamLink},
+    upstream::{UpstreamAuthorizationSession, UpstreamLink, UpstreamProvider},
     user::{Password, User},
 };
 use vestibule_storage::{Rng, StorageError, browser_session::BrowserSessionRepository};
@@ -253,6 +253,28 @@ impl BrowserSessionRepository for SqlBrowserSessionRepository<'_> {
              AND ($2 IS NULL OR u.sid = $2)) ORDER BY b.id"
         )
         .bind(link.id.to_string())
+        .bind(sid)
+        .fetch_all(c)
+        .await
+        })
+        .db()?;
+        rows.into_iter().map(BrowserSession::try_from).collect()
+    }
+
+    async fn list_active_for_upstream_sid(
+        &mut self,
+        provider: &UpstreamProvider,
+        sid: &str,
+    ) -> Result<Vec<BrowserSession>, StorageError> {
+        let rows: Vec<SessionRow> = run!(self.conn, |c| {
+            sqlx::query_as(
+            "SELECT b.id, b.user_id, b.created_at, b.finished_at, b.user_agent, b.last_active_at \
+             FROM browser_sessions b WHERE b.finished_at IS NULL AND EXISTS ( \
+             SELECT 1 FROM browser_session_authentications a \
+             JOIN upstream_sessions u ON u.id = a.upstream_session_id \
+             WHERE a.browser_session_id = b.id AND u.provider_id = $1 AND u.sid = $2) ORDER BY b.id"
+        )
+        .bind(provider.id.to_string())
         .bind(sid)
         .fetch_all(c)
         .await

@@ -462,10 +462,34 @@ pub async fn upstream_logout_lookup(f: &dyn RepositoryFactory) {
             .unwrap()
             .is_empty()
     );
+    // By provider and sid alone (a logout token without sub).
+    assert_eq!(
+        ids(repo
+            .browser_sessions()
+            .list_active_for_upstream_sid(&idp, "sid-2")
+            .await
+            .unwrap()),
+        vec![sessions[1].id]
+    );
+    assert!(
+        repo.browser_sessions()
+            .list_active_for_upstream_sid(&idp, "unknown")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     repo.browser_sessions()
         .finish(&ctx.clock, sessions[0].clone())
         .await
         .unwrap();
+    assert!(
+        repo.browser_sessions()
+            .list_active_for_upstream_sid(&idp, "sid-1")
+            .await
+            .unwrap()
+            .is_empty(),
+        "finished sessions are not listed"
+    );
     assert_eq!(
         ids(repo
             .browser_sessions()

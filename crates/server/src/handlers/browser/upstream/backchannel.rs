@@ -120,35 +120,46 @@ pub(super) async fn post(
 }
 
 /// Ends the browser sessions of the link (provider, `sub`), only those of
-/// the provider session `sid` when given, in one transaction; then deletes
-/// the ended devices on the homeserver.
+/// the provider session `sid` when given (or those of `sid` alone), in one
+/// transaction; then deletes the ended devices on the homeserver.
+///
+/// With a `claims_imports.subject.template`, links are keyed by the
+/// rendered subject, which a logout token cannot reproduce: then only a
+/// token with `sid` finds the sessions (so providers should send `sid`).
 async fn end_sessions(
     state: &AppState,
     provider_id: Ulid,
     logout: &LogoutToken,
     with_clients: bool,
 ) -> Result<(), StorageError> {
-    let Some(sub) = logout.sub.as_deref() else {
-        // A `sid`-only token: our links are keyed by subject, and no
-        // session of ours can be found from a provider session id alone.
-        tracing::info!(provider = %provider_id, "logout token without sub: nothing to end");
-        return Ok(());
-    };
     let mut repo = state.repos.write().await?;
     let Some(provider) = repo.upstream_providers().lookup(provider_id).await? else {
         return Ok(());
     };
-    let Some(link) = repo
-        .upstream_links()
-        .find_by_subject(&provider, sub)
-        .await?
-    else {
-        return Ok(());
+    // §2.4: `sub` names the user at the provider (our link), `sid` one
+    // provider session. A `sub` we have no link for (or none) leaves `sid`
+    // alone to find the sessions whose upstream login carried it.
+    let link = match logout.sub.as_deref() {
+        Some(sub) => {
+            repo.upstream_links()
+                .find_by_subject(&provider, sub)
+                .await?
+        }
+        None => None,
     };
-    let sessions = repo
-        .browser_sessions()
-        .list_active_for_upstream(&link, logout.sid.as_deref())
-        .await?;
+    let sessions = match (link, logout.sid.as_deref()) {
+        (Some(link), sid) => {
+            repo.browser_sessions()
+                .list_active_for_upstream(&link, sid)
+                .await?
+        }
+        (None, Some(sid)) => {
+            repo.browser_sessions()
+                .list_active_for_upstream_sid(&provider, sid)
+                .await?
+        }
+        (None, None) => return Ok(()),
+    };
     let mut rng = state.rng.rng();
     let mut devices = Vec::new();
     let count = sessions.len();
