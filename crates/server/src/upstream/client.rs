@@ -26,6 +26,9 @@ use vestibule_keys::Keystore;
 
 /// How long metadata and key sets are reused before being fetched again.
 const CACHE_TTL: Duration = Duration::from_mins(15);
+/// The shortest time between two fetches of a key set forced by tokens
+/// naming a key we do not know.
+const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 /// Clock skew tolerated on `exp`/`iat`/`nbf` (OIDC Core §3.1.3.7 items 9–10
 /// leave it to the client; a minute is common practice).
 const LEEWAY_SECONDS: i64 = 60;
@@ -228,6 +231,11 @@ pub struct UpstreamClient {
     http: reqwest::Client,
     metadata: Cached<ProviderMetadata>,
     jwks: Cached<Value>,
+    /// When each key set was last fetched because a token named an
+    /// unknown key: at most once per [`FORCED_REFRESH_INTERVAL`], so
+    /// unauthenticated tokens (back-channel logout) cannot make us hammer
+    /// the provider.
+    forced: Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -269,6 +277,7 @@ impl UpstreamClient {
             http,
             metadata: Mutex::default(),
             jwks: Mutex::default(),
+            forced: Mutex::default(),
         }
     }
 
@@ -344,9 +353,23 @@ impl UpstreamClient {
         Ok(m)
     }
 
-    /// The provider's JWK Set, from the cache unless `refresh`.
+    /// The provider's JWK Set, from the cache unless `refresh` (which is
+    /// honoured once per [`FORCED_REFRESH_INTERVAL`] per key set).
     pub async fn jwks(&self, uri: &Url, refresh: bool) -> Result<Arc<Value>, UpstreamError> {
         let key = uri.to_string();
+        let refresh = refresh && {
+            let mut forced = self
+                .forced
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let recent = forced
+                .get(&key)
+                .is_some_and(|at| at.elapsed() < FORCED_REFRESH_INTERVAL);
+            if !recent {
+                forced.insert(key.clone(), Instant::now());
+            }
+            !recent
+        };
         if !refresh && let Some(j) = cached(&self.jwks, &key) {
             return Ok(j);
         }

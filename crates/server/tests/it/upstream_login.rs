@@ -513,8 +513,8 @@ async fn userinfo_is_checked_and_may_be_signed() {
 }
 
 /// The provider's keys are cached; a token signed with a key id we have
-/// not seen makes us fetch them again once (rotation), and a key the
-/// provider does not publish stays refused.
+/// not seen makes us fetch them again (rotation), at most once per
+/// interval; a key the provider does not publish stays refused.
 #[tokio::test]
 async fn rotated_provider_keys_are_fetched_again() {
     const P: &str = "01JB00000000000000000000E1";
@@ -551,9 +551,19 @@ async fn rotated_provider_keys_are_fetched_again() {
         vestibule_keys::generate_ec_p256(&mut rand::rngs::OsRng),
     )])
     .unwrap();
-    *fake.signer.lock().unwrap() = Some(unpublished);
+    *fake.signer.lock().unwrap() = Some(unpublished.clone());
     let r = fake_login(&app, &fake, P, "k2", &json!({})).await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert!(r.body.contains("no key of the provider"), "{}", r.body);
+
+    // Unknown key ids do not make us fetch the keys again and again: once
+    // the provider publishes that key, we only see it after the refresh
+    // interval (or the cache's lifetime).
+    fake.extra_jwks
+        .lock()
+        .unwrap()
+        .push(unpublished.jwks()["keys"][0].clone());
+    let r = fake_login(&app, &fake, P, "k3", &json!({})).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
     app.cleanup().await;
 }
