@@ -397,7 +397,13 @@ pub async fn deliver(b: &mut Browser, back: Back) -> Resp {
 /// The session id from a callback's `303 /upstream/link/{id}`.
 pub fn link_session_id(b: &Browser, r: &Resp) -> String {
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let path = b.path_of(r.location().unwrap());
+    let location = r.location().unwrap();
+    // An empty fragment, so the provider's fragment is not carried over.
+    let path = b.path_of(
+        location
+            .strip_suffix('#')
+            .unwrap_or_else(|| panic!("{location} does not end the fragment")),
+    );
     path.strip_prefix("/upstream/link/")
         .unwrap_or_else(|| panic!("{path}"))
         .to_owned()

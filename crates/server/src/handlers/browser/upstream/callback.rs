@@ -78,6 +78,14 @@ pub(super) async fn post(
     let Ok(params) = parse_unique::<Params>(&body) else {
         return malformed(&state);
     };
+    let Some(provider) = enabled_provider(&state.config, &provider_id) else {
+        return error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "This sign-in provider does not exist or is disabled.",
+            None,
+        );
+    };
     if cookie::ids(&state, &headers).is_empty() && params.resubmitted.is_none() {
         // The cross-site POST from the provider: post the fields again
         // from our own origin, so the browser sends our cookies.
@@ -90,7 +98,7 @@ pub(super) async fn post(
             StatusCode::OK,
             "form_post.html",
             context! {
-                redirect_uri => callback_url(&state.urls, &provider_id).to_string(),
+                redirect_uri => callback_url(&state.urls, &provider.id).to_string(),
                 params => fields,
             },
             &PageOpts::default(),
@@ -233,9 +241,12 @@ async fn handle(state: &AppState, headers: &HeaderMap, provider_id: &str, raw: &
     };
 
     match complete(state, provider, &metadata, session, code).await {
+        // The empty fragment: a browser carries the callback URL's fragment
+        // (some providers add one) over to a Location without one (RFC 9110
+        // §10.2.2); ours ends it here so it never reaches a client.
         Ok(session_id) => see_other(
             state,
-            &format!("/upstream/link/{session_id}"),
+            &format!("/upstream/link/{session_id}#"),
             &PageOpts::default(),
         ),
         Err(r) => r,
