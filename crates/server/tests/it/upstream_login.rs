@@ -269,6 +269,14 @@ async fn callback_refusals_change_nothing() {
     refused(&r, StatusCode::BAD_REQUEST, "not started in this browser");
     assert!(app.link(BASIC, "alice-sub").await.is_none());
 
+    // The answer delivered to the callback of another provider.
+    let other_provider = a.path_of(back.as_str()).replace(
+        &format!("/callback/{BASIC}"),
+        &format!("/callback/{NONE_PROMPT}"),
+    );
+    let r = a.get(&other_provider).await;
+    refused(&r, StatusCode::BAD_REQUEST, "not started in this browser");
+
     // An unknown state in the right browser.
     let path = a.path_of(back.as_str()).replace(&state, "not-the-state");
     let r = a.get(&path).await;
@@ -565,5 +573,47 @@ async fn rotated_provider_keys_are_fetched_again() {
         .push(unpublished.jwks()["keys"][0].clone());
     let r = fake_login(&app, &fake, P, "k3", &json!({})).await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
+    app.cleanup().await;
+}
+
+/// `id_token_signed_response_alg: HS256`: the ID token is MACed with the
+/// client secret (OIDC Core §10.1); another secret, or an asymmetric
+/// signature, is refused.
+#[tokio::test]
+async fn hs256_id_tokens_use_the_client_secret() {
+    const HS: &str = "01JB00000000000000000000F1";
+    let fake = Fake::start().await;
+    let app = UpApp::new(
+        crate::upstream_support::sqlite().await,
+        vec![provider(
+            HS,
+            &fake.issuer,
+            "rp",
+            &json!({"id_token_signed_response_alg": "HS256"}),
+        )],
+        None,
+    )
+    .await;
+    let r = fake_login(
+        &app,
+        &fake,
+        HS,
+        "h1",
+        &json!({"hs256_secret": "not-the-secret"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert!(r.body.contains("bad signature"), "{}", r.body);
+    let r = fake_login(&app, &fake, HS, "h1", &json!({})).await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_GATEWAY,
+        "ES256 where HS256 is expected"
+    );
+    assert!(r.body.contains("signed with"), "{}", r.body);
+    assert!(app.link(HS, "h1").await.is_none());
+    let r = fake_login(&app, &fake, HS, "h1", &json!({"hs256_secret": SECRET})).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(app.link(HS, "h1").await.is_some());
     app.cleanup().await;
 }

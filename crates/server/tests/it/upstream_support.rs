@@ -508,7 +508,11 @@ async fn token(
     let form = url::form_urlencoded::parse(&body).into_owned().collect();
     *f.last_request.lock().unwrap() = Some((auth, form));
     let claims = f.claims.lock().unwrap().clone();
-    let id_token = if claims["alg_none"] == json!(true) {
+    let id_token = if let Some(secret) = claims.get("hs256_secret").and_then(Value::as_str) {
+        let mut c = claims.clone();
+        c.as_object_mut().unwrap().remove("hs256_secret");
+        vestibule_keys::sign_jws_hmac("HS256", secret.as_bytes(), &c).unwrap()
+    } else if claims["alg_none"] == json!(true) {
         use base64::Engine;
         let b = |v: &Value| {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
