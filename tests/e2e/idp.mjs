@@ -23,13 +23,22 @@
 // Scopes: `profile` carries preferred_username, name, tenant_id; `email`
 // carries email, email_verified. Back-channel logout is enabled.
 //
-// Prints one JSON line {"issuer": "http://127.0.0.1:PORT"} once listening,
-// then logs to stderr. Exits when stdin closes or on SIGTERM/SIGINT, so a
-// test that dies takes the IdP with it.
+// Prints one JSON line {"issuer": "http://127.0.0.1:PORT"} once listening;
+// errors go to stderr (with IDP_VERBOSE=1 oidc-provider's notices too).
+// Exits when stdin closes or on SIGTERM/SIGINT, so a test that dies takes
+// the IdP with it.
 
 import { createServer } from 'node:http';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import Provider from 'oidc-provider';
+
+// oidc-provider's development notices are dropped unless IDP_VERBOSE is set;
+// the provider's errors still reach stderr (the `idp …` lines below).
+const log = process.env.IDP_VERBOSE ? console.error : () => {};
+console.log = log;
+console.info = log;
+console.warn = log;
+// Imported after that: it warns about the Node version as it loads.
+const { default: Provider } = await import('oidc-provider');
 
 const raw = process.argv[2] ?? process.env.IDP_CONFIG ?? '{}';
 const config = JSON.parse(raw);
@@ -132,12 +141,9 @@ provider.on('backchannel.success', (_ctx, client) => {
 
 server.on('request', provider.callback());
 process.stdout.write(`${JSON.stringify({ issuer })}\n`);
-// Stdout carries only that line: the rest (oidc-provider's warnings) goes to
-// stderr, and a reader that stopped listening is no reason to crash.
+// Stdout carries only that line; a reader that stopped listening is no reason
+// to crash.
 process.stdout.on('error', () => {});
-console.log = console.error;
-console.info = console.error;
-console.warn = console.error;
 
 function stop() {
   server.close();
