@@ -29,9 +29,15 @@ async fn browser_session(app: &UpApp, id: Ulid) -> BrowserSession {
 /// Signing out at the IdP ends the browser session the upstream login
 /// started and (`logout_all`) the legacy session started from it, whose
 /// device is deleted on the homeserver; another browser session of the
-/// same user (password login) stays.
+/// same user (password login) stays. On SQLite and PostgreSQL.
 #[tokio::test]
 async fn logout_at_the_real_idp_ends_our_sessions() {
+    for db in crate::compat_support::databases().await {
+        real_idp_logout(db).await;
+    }
+}
+
+async fn real_idp_logout(db: vestibule_storage_sql::testing::TestDatabase) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ours = format!("http://{}", listener.local_addr().unwrap());
     let idp = Idp::start(&json!({
@@ -45,7 +51,7 @@ async fn logout_at_the_real_idp_ends_our_sessions() {
         }],
     }));
     let app = UpApp::new(
-        sqlite().await,
+        db,
         vec![provider(
             IDP,
             &idp.issuer,
