@@ -415,7 +415,7 @@ fn upstream(config: &Config, c: &Check<'_>) -> Result<(), ConfigError> {
                 "must name a claim",
             )?;
             c.ensure(
-                req.value.is_some() != !req.one_of.is_empty(),
+                req.value.is_some() == req.one_of.is_empty(),
                 path::key(
                     &at,
                     if req.value.is_some() {

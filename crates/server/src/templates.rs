@@ -36,6 +36,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("error.html", include_str!("../templates/error.html")),
     (
+        "upstream_register.html",
+        include_str!("../templates/upstream_register.html"),
+    ),
+    (
+        "upstream_link.html",
+        include_str!("../templates/upstream_link.html"),
+    ),
+    (
+        "upstream_mismatch.html",
+        include_str!("../templates/upstream_mismatch.html"),
+    ),
+    (
         "form_post.html",
         include_str!("../templates/form_post.html"),
     ),

@@ -357,6 +357,7 @@ mod tests {
 
     const HS: &str = "example.org";
 
+    #[allow(clippy::needless_pass_by_value, reason = "reads better at call sites")]
     fn claims(id_token: Value, userinfo: Option<Value>) -> Claims {
         Claims::from_session(Some(&json!({ "id_token": id_token, "userinfo": userinfo })))
     }

@@ -25,3 +25,4 @@ mod provisioning_support;
 mod provisioning_synapse;
 mod provisioning_users;
 mod registration;
+mod upstream_link;
