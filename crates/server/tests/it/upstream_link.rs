@@ -787,3 +787,114 @@ async fn skip_confirmation_creates_at_once() {
     let _ = &u.hs;
     u.cleanup().await;
 }
+
+/// A second provider, with a known brand.
+fn google_provider() -> UpstreamProviderConfig {
+    let mut p = seed_provider();
+    "01JAYS74TCG3BTWKADN5Q4518D".clone_into(&mut p.id);
+    p.human_name = Some("Google".to_owned());
+    p.brand_name = Some("google".to_owned());
+    p
+}
+
+async fn app_with_providers(providers: Vec<UpstreamProviderConfig>, passwords: bool) -> TestApp {
+    let db = TestDatabase::sqlite().await.expect("sqlite");
+    app_with_mock(db, ISSUER, |c| {
+        c.upstream_oauth2.providers = providers;
+        c.passwords.enabled = passwords;
+    })
+    .0
+}
+
+/// One button per enabled provider, brand icon or neutral, each carrying
+/// what the login page continues; the icon is served from our assets.
+#[tokio::test]
+async fn login_page_shows_a_button_per_enabled_provider() {
+    let mut disabled = google_provider();
+    "01JAYS74TCG3BTWKADN5Q4518E".clone_into(&mut disabled.id);
+    disabled.human_name = Some("Gone".to_owned());
+    disabled.enabled = false;
+    let t = app_with_providers(vec![seed_provider(), google_provider(), disabled], true).await;
+    let mut b = Browser::new(&t);
+    let client = add_client(&t.state, ClientAuthMethod::None, &[REDIRECT]).await;
+    let r = b
+        .get(&authorize_uri(&client.client_id, REDIRECT, &[]))
+        .await;
+    let grant = b
+        .path_of(r.location().unwrap())
+        .trim_start_matches("/consent/")
+        .to_owned();
+    let page = b.get(&format!("/login?grant={grant}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("name=\"password\""),
+        "password form kept"
+    );
+    assert!(
+        page.body.contains(&format!(
+            "href=\"https://auth.example.org/upstream/authorize/01JAYS74TCG3BTWKADN5Q4518C?grant={grant}\""
+        )),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Continue with OpenMeet"));
+    assert!(page.body.contains("Continue with Google"));
+    assert!(!page.body.contains("Gone"), "disabled providers are hidden");
+    assert!(page.body.contains("/assets/brand-google."), "{}", page.body);
+    assert!(
+        page.body.contains("/assets/brand-neutral."),
+        "openmeet: neutral"
+    );
+    // The icon is ours, same origin (CSP img-src 'self').
+    let start = page.body.find("/assets/brand-google.").unwrap();
+    let end = page.body[start..].find('"').unwrap() + start;
+    let icon = b.get(&page.body[start..end]).await;
+    assert_eq!(icon.status, StatusCode::OK);
+    assert_eq!(icon.header("content-type"), Some("image/svg+xml"));
+    assert!(icon.body.starts_with("<svg"));
+
+    // `next` to the account page and a legacy SSO login are carried too.
+    let page = b.get("/login?switch=1&next=/account/").await;
+    assert!(
+        page.body
+            .contains("upstream/authorize/01JAYS74TCG3BTWKADN5Q4518D?next=%2Faccount%2F\""),
+        "{}",
+        page.body
+    );
+}
+
+/// Password login disabled and a single provider: `/login` goes straight
+/// to it with the same continuation; with two, the page lists both.
+#[tokio::test]
+async fn login_goes_straight_to_the_only_provider_without_passwords() {
+    let t = app_with_providers(vec![seed_provider()], false).await;
+    let mut b = Browser::new(&t);
+    let client = add_client(&t.state, ClientAuthMethod::None, &[REDIRECT]).await;
+    let r = b
+        .get(&authorize_uri(&client.client_id, REDIRECT, &[]))
+        .await;
+    let grant = b
+        .path_of(r.location().unwrap())
+        .trim_start_matches("/consent/")
+        .to_owned();
+    let r = b.get(&format!("/login?grant={grant}")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        b.path_of(r.location().unwrap()),
+        format!("/upstream/authorize/01JAYS74TCG3BTWKADN5Q4518C?grant={grant}")
+    );
+
+    let t = app_with_providers(vec![seed_provider(), google_provider()], false).await;
+    let mut b = Browser::new(&t);
+    let page = b.get("/login").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(!page.body.contains("name=\"password\""));
+    assert!(!page.body.contains("Password sign-in is disabled"));
+    assert!(page.body.contains("Continue with OpenMeet"));
+    assert!(page.body.contains("Continue with Google"));
+
+    // With passwords on, one provider is a button, not a redirect.
+    let t = app_with_providers(vec![seed_provider()], true).await;
+    let mut b = Browser::new(&t);
+    assert_eq!(b.get("/login").await.status, StatusCode::OK);
+}
