@@ -42,6 +42,8 @@ pub struct ClientSession {
 #[derive(Debug, Clone)]
 pub struct Overview {
     pub emails: Vec<String>,
+    /// Attributes imported from an upstream provider (e.g. `tenant_id`).
+    pub attributes: std::collections::BTreeMap<String, String>,
     pub sessions: Vec<ClientSession>,
     pub browser_sessions: Vec<BrowserSession>,
 }
@@ -55,10 +57,12 @@ pub async fn overview(repo: &mut BoxRepository, user: &User) -> Result<Overview,
         .into_iter()
         .map(|e| e.email)
         .collect();
+    let attributes = repo.user_attributes().all(user).await?;
     let sessions = client_sessions(repo, user).await?;
     let browser_sessions = repo.browser_sessions().list_active_for_user(user).await?;
     Ok(Overview {
         emails,
+        attributes,
         sessions,
         browser_sessions,
     })

@@ -7,7 +7,10 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::{
+    body::Body,
+    http::{HeaderMap, Request, StatusCode, header},
+};
 use serde_json::{Value, json};
 use vestibule_config::{AttributeRequirement, ImportAction, OnConflict, UpstreamProviderConfig};
 use vestibule_domain::{
@@ -897,4 +900,96 @@ async fn login_goes_straight_to_the_only_provider_without_passwords() {
     let t = app_with_providers(vec![seed_provider()], true).await;
     let mut b = Browser::new(&t);
     assert_eq!(b.get("/login").await.status, StatusCode::OK);
+}
+
+/// Custom attributes (here set directly, as a registration through the
+/// provider stores them) are released with the `profile` scope in the ID
+/// token and at userinfo, never over a standard claim; without `profile`
+/// they stay out. The account page shows them.
+#[tokio::test]
+async fn attributes_reach_the_id_token_userinfo_and_account_page() {
+    use crate::oauth2_support::{Fx, GrantOpts, str_of};
+    let fx = Fx::new().await;
+    let user = fx.user("carol", Some("carol@example.org")).await;
+    {
+        let mut repo = fx.t.state.repos.write().await.unwrap();
+        let clock = fx.t.state.clock.as_ref();
+        for (k, v) in [("tenant_id", "acme"), ("email", "spoof@evil"), ("sub", "x")] {
+            repo.user_attributes()
+                .set(clock, &user, k, v)
+                .await
+                .unwrap();
+        }
+        repo.save().await.unwrap();
+    }
+    let client = fx.public_client().await;
+    for (scope, released) in [
+        ("openid profile urn:matrix:client:api:*", true),
+        ("openid urn:matrix:client:api:*", false),
+    ] {
+        let g = fx
+            .grant_for(
+                &client,
+                Some(user.clone()),
+                GrantOpts {
+                    scope,
+                    ..GrantOpts::default()
+                },
+            )
+            .await;
+        let body = fx.exchange_ok(&client, &g.code).await;
+        let claims =
+            fx.t.state
+                .keystore
+                .verify_jwt(str_of(&body, "id_token"))
+                .unwrap();
+        assert_eq!(claims["sub"], user.id.to_string(), "{scope}");
+        assert!(claims.get("email").is_none(), "{scope}: reserved");
+        assert_eq!(
+            claims.get("tenant_id").and_then(Value::as_str),
+            released.then_some("acme"),
+            "{scope}"
+        );
+        let res = crate::harness::send(
+            &fx.app,
+            Request::get("/oauth2/userinfo")
+                .header(
+                    header::AUTHORIZATION,
+                    format!("Bearer {}", str_of(&body, "access_token")),
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        let info = crate::harness::body_json(res).await;
+        assert_eq!(info["sub"], user.id.to_string(), "{scope}");
+        assert!(info.get("email").is_none(), "{scope}");
+        assert_eq!(
+            info.get("tenant_id").and_then(Value::as_str),
+            released.then_some("acme"),
+            "{scope}: {info}"
+        );
+    }
+
+    // The account page lists them.
+    let mut b = Browser::new(&fx.t);
+    let carol = add_user(&fx.t.state, "dave", PASSWORD).await;
+    {
+        let mut repo = fx.t.state.repos.write().await.unwrap();
+        repo.user_attributes()
+            .set(fx.t.state.clock.as_ref(), &carol, "tenant_id", "acme-<b>")
+            .await
+            .unwrap();
+        repo.save().await.unwrap();
+    }
+    b.login("dave", PASSWORD, None).await;
+    let page = b.get("/account/").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body
+            .contains("<dt>tenant_id</dt><dd>acme-&lt;b&gt;</dd>"),
+        "{}",
+        page.body
+    );
+    fx.cleanup().await;
 }
