@@ -993,3 +993,32 @@ async fn attributes_reach_the_id_token_userinfo_and_account_page() {
     );
     fx.cleanup().await;
 }
+
+/// `registration_token_required` on the provider: no account is created
+/// (tokens are not implemented), while existing links still sign in.
+#[tokio::test]
+async fn registration_token_required_refuses_new_accounts() {
+    let u = Ux::new(|p| {
+        p.registration_token_required = true;
+        p.claims_imports.skip_confirmation = true;
+        p.claims_imports.displayname.action = ImportAction::Ignore;
+        p.claims_imports.email.action = ImportAction::Ignore;
+        p.claims_imports.custom.clear();
+    })
+    .await;
+    let mut b = u.browser();
+    let (id, _) = u.completed(alice_claims(), None, None).await;
+    u.admit(&mut b, id);
+    let r = b.get(&link_path(id)).await;
+    assert_page(&r, StatusCode::FORBIDDEN, "registration token");
+    assert_eq!(u.user_count().await, 0);
+
+    let bob = add_user(&u.t.state, "bob", PASSWORD).await;
+    let mut claims = alice_claims();
+    claims["id_token"]["sub"] = json!("idp-bob");
+    let (id, _) = u.completed(claims, Some(&bob), None).await;
+    u.admit(&mut b, id);
+    assert_eq!(b.get(&link_path(id)).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(u.signed_in_as(&mut b).await.as_deref(), Some("bob"));
+    u.cleanup().await;
+}

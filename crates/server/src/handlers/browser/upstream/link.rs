@@ -469,6 +469,19 @@ async fn register(
     account: &NewAccount,
     browser: Browser<'_>,
 ) -> Response {
+    // Registration tokens are not implemented: creating the account would
+    // bypass the operator's policy, so refuse clearly instead.
+    if l.provider.registration_token_required {
+        return refuse(
+            state,
+            StatusCode::FORBIDDEN,
+            &format!(
+                "New accounts through {} need a registration token, which this server cannot \
+                 check yet. No account was created. Contact the administrator.",
+                l.provider_name()
+            ),
+        );
+    }
     let mut rng = state.rng.rng();
     let result = upstream_link::register(
         state.repos.as_ref(),
