@@ -238,7 +238,7 @@ fn plausible_email(s: &str) -> bool {
 /// our registration accepts it (no silent lower-casing: write
 /// `{{ user.preferred_username | lower }}` for that); a suggested one is
 /// only a default, checked when the user submits. An email that does not
-/// look like one is treated as missing.
+/// look like one, or with `email_verified: false`, is treated as missing.
 pub fn import(
     config: &ClaimsImports,
     claims: &Claims,
@@ -273,7 +273,12 @@ pub fn import(
     )?;
     let email_template = template(&config.email.template, DEFAULT_EMAIL);
     let mut email = import_one("email", config.email.action, &email_template, claims)?;
-    if email.value.as_deref().is_some_and(|e| !plausible_email(e)) {
+    // An address the provider itself says it has not verified is not
+    // imported (it could be anyone's; emails are unique here and serve
+    // account recovery). Providers that do not send `email_verified` are
+    // trusted, as MAS does.
+    let unverified = claims.merged().get("email_verified") == Some(&Value::Bool(false));
+    if unverified || email.value.as_deref().is_some_and(|e| !plausible_email(e)) {
         email.value = None;
         if email.action == ImportAction::Require {
             return Err(ImportError::MissingRequired {
@@ -584,6 +589,38 @@ mod tests {
             import(&cfg, &c, HS).unwrap_err(),
             ImportError::MissingRequired { claim } if claim == "email"
         ));
+    }
+
+    #[test]
+    fn unverified_email_is_missing() {
+        let c = claims(
+            json!({"sub": "s", "email": "a@b.org", "email_verified": false}),
+            None,
+        );
+        let cfg = ClaimsImports {
+            email: action(ImportAction::Suggest, None),
+            ..ClaimsImports::default()
+        };
+        assert_eq!(import(&cfg, &c, HS).unwrap().email.value, None);
+        let cfg = ClaimsImports {
+            email: action(ImportAction::Require, None),
+            ..ClaimsImports::default()
+        };
+        assert!(import(&cfg, &c, HS).is_err());
+        // Verified, or not said: imported.
+        for verified in [json!(true), Value::Null] {
+            let c = claims(
+                json!({"sub": "s", "email": "a@b.org", "email_verified": verified}),
+                None,
+            );
+            assert_eq!(import(&cfg, &c, HS).unwrap().email.fixed(), Some("a@b.org"));
+        }
+        // Userinfo's word counts (it wins over the ID token).
+        let c = claims(
+            json!({"sub": "s", "email": "a@b.org", "email_verified": true}),
+            Some(json!({"email_verified": false})),
+        );
+        assert!(import(&cfg, &c, HS).is_err());
     }
 
     #[test]
