@@ -1022,3 +1022,27 @@ async fn registration_token_required_refuses_new_accounts() {
     assert_eq!(u.signed_in_as(&mut b).await.as_deref(), Some("bob"));
     u.cleanup().await;
 }
+
+/// Two submits of the same registration at once: exactly one account, the
+/// other gets a page (compare-and-set on the upstream session).
+#[tokio::test]
+async fn parallel_submits_create_one_account() {
+    for db in databases().await {
+        let u = Ux::on(db, |_| {}).await;
+        let mut b = u.browser();
+        let (id, _) = u.completed(alice_claims(), None, None).await;
+        u.admit(&mut b, id);
+        let csrf = b.get(&link_path(id)).await.csrf();
+        let form = [("csrf", csrf.as_str()), ("action", "register")];
+        let mut b2 = b.clone();
+        let path = link_path(id);
+        let (r1, r2) = tokio::join!(b.post(&path, &form), b2.post(&path, &form));
+        let mut statuses = [r1.status, r2.status];
+        statuses.sort();
+        assert_eq!(statuses[0], StatusCode::SEE_OTHER, "{r1:?} {r2:?}");
+        assert!(statuses[1].is_client_error(), "{r1:?} {r2:?}");
+        assert_eq!(u.user_count().await, 1);
+        assert_eq!(pending_jobs(&u.t).await.len(), 1);
+        u.cleanup().await;
+    }
+}
