@@ -127,7 +127,14 @@ fn attribute_requirements_parse_and_bad_ones_name_their_path() {
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].accepted(), ["acme"]);
     assert_eq!(reqs[1].accepted(), ["staff", "admins"]);
-    assert!(ok.warnings.is_empty(), "{:?}", ok.warnings);
+    let paths: Vec<&str> = ok.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["upstream_oauth2.providers[0].attribute_requirements"],
+        "{:?}",
+        ok.warnings
+    );
+    assert!(ok.warnings[0].message.contains("Vestibule extension"));
 
     let cases: &[(&str, &str)] = &[
         (
