@@ -392,6 +392,16 @@ async fn new_user_registers_from_the_claims() {
         assert_eq!(provision[0].display_name.as_deref(), Some("Alice L."));
         assert_eq!(provision[0].emails, ["alice@example.com"]);
 
+        // The account page shows the link and the organisation's tenant.
+        let account = b.get("/account/").await;
+        assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+        assert!(
+            account.body.contains("<li>OpenMeet</li>"),
+            "{}",
+            account.body
+        );
+        assert!(account.body.contains("<dt>tenant_id</dt><dd>acme</dd>"));
+
         // Double submit (the form again, with the old cookie): a clear
         // page, nothing created twice.
         let mut again = b.clone();

@@ -219,6 +219,7 @@ pub async fn get(
                     sessions_only => action == Action::SessionsList,
                     emails => overview.emails,
                     attributes => overview.attributes,
+                    upstream_accounts => overview.upstream_accounts,
                     sessions => overview.sessions.iter().map(session_value).collect::<Vec<_>>(),
                     browser_sessions => overview
                         .browser_sessions
