@@ -14,7 +14,9 @@
 //!   the OIDC registration default;
 //! - extra keys under `claims_imports` move into `claims_imports.custom`, one
 //!   warning each (a Vestibule extension), unless the key looks like a typo of
-//!   a MAS key, which is an error.
+//!   a MAS key, which is an error;
+//! - a provider's `attribute_requirements` (a Vestibule extension) is kept,
+//!   with a warning.
 
 use serde_yaml::{Mapping, Value};
 
@@ -132,6 +134,14 @@ pub(crate) fn normalize(
                 "none"
             };
             provider.insert(key("token_endpoint_auth_method"), key(method));
+        }
+        if provider.contains_key("attribute_requirements") {
+            warnings.push(Warning {
+                path: path::key(&at, "attribute_requirements"),
+                message: "`attribute_requirements` is a Vestibule extension (Synapse's setting; \
+                          MAS rejects it): users whose claims do not meet it are refused"
+                    .to_owned(),
+            });
         }
         if let Some(Value::Mapping(claims)) = provider.get_mut("claims_imports") {
             custom_claims(claims, &path::key(&at, "claims_imports"), file_of, warnings)?;

@@ -407,6 +407,26 @@ fn upstream(config: &Config, c: &Check<'_>) -> Result<(), ConfigError> {
                 "must not be empty",
             )?;
         }
+        for (j, req) in p.attribute_requirements.iter().enumerate() {
+            let at = path::index(&key("attribute_requirements"), j);
+            c.ensure(
+                !req.attribute.trim().is_empty(),
+                path::key(&at, "attribute"),
+                "must name a claim",
+            )?;
+            c.ensure(
+                req.value.is_some() == req.one_of.is_empty(),
+                path::key(
+                    &at,
+                    if req.value.is_some() {
+                        "one_of"
+                    } else {
+                        "value"
+                    },
+                ),
+                "set exactly one of `value` and `one_of` (a non-empty list)",
+            )?;
+        }
     }
     Ok(())
 }

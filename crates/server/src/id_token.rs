@@ -44,6 +44,66 @@ pub fn at_hash(alg: &str, access_token: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
 }
 
+/// Claim names a user attribute never overrides, in the ID token or at
+/// userinfo: the registered JWT and ID token claims, the OIDC Core §5.1
+/// standard claims, and ours (`username`).
+pub const RESERVED_CLAIMS: &[&str] = &[
+    // RFC 7519 §4.1, OIDC Core §2, §3.1.3.6, §3.3.2.11, Back-Channel Logout.
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "azp",
+    "nonce",
+    "auth_time",
+    "acr",
+    "amr",
+    "at_hash",
+    "c_hash",
+    "sid",
+    "cnf",
+    "scope",
+    "client_id",
+    // OIDC Core §5.1.
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "nickname",
+    "preferred_username",
+    "profile",
+    "picture",
+    "website",
+    "email",
+    "email_verified",
+    "gender",
+    "birthdate",
+    "zoneinfo",
+    "locale",
+    "phone_number",
+    "phone_number_verified",
+    "address",
+    "updated_at",
+    // Ours.
+    "username",
+];
+
+/// The user attributes (custom claims imported from an upstream provider,
+/// e.g. `tenant_id`) released as claims: every one whose name is not
+/// reserved. Released with the `profile` scope, in the ID token and at
+/// userinfo alike.
+pub fn attribute_claims(
+    attributes: &std::collections::BTreeMap<String, String>,
+) -> impl Iterator<Item = (&str, &str)> {
+    attributes
+        .iter()
+        .filter(|(k, _)| !RESERVED_CLAIMS.contains(&k.as_str()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
 /// What goes into an ID token.
 #[derive(Debug)]
 pub struct IdTokenClaims<'a> {
@@ -57,6 +117,9 @@ pub struct IdTokenClaims<'a> {
     pub auth_time: Option<DateTime<Utc>>,
     pub access_token: &'a str,
     pub issued_at: DateTime<Utc>,
+    /// The user's attributes, when the `profile` scope releases them
+    /// (empty otherwise); reserved names are skipped.
+    pub attributes: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// Signs an ID token with the keystore (header `kid` from the keystore).
@@ -77,6 +140,9 @@ pub fn sign(keystore: &Keystore, claims: &IdTokenClaims<'_>) -> Result<String, K
         }
         if let Some(auth_time) = claims.auth_time {
             object.insert("auth_time".to_owned(), json!(auth_time.timestamp()));
+        }
+        for (name, value) in attribute_claims(claims.attributes) {
+            object.insert(name.to_owned(), json!(value));
         }
     }
     keystore.sign_jwt(&alg, &body)

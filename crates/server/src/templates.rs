@@ -36,6 +36,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("error.html", include_str!("../templates/error.html")),
     (
+        "upstream_register.html",
+        include_str!("../templates/upstream_register.html"),
+    ),
+    (
+        "upstream_link.html",
+        include_str!("../templates/upstream_link.html"),
+    ),
+    (
+        "upstream_mismatch.html",
+        include_str!("../templates/upstream_mismatch.html"),
+    ),
+    (
         "form_post.html",
         include_str!("../templates/form_post.html"),
     ),
@@ -63,7 +75,76 @@ const RAW_ASSETS: &[(&str, &str, &[u8])] = &[
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/form_post.js"),
     ),
+    (
+        "brand-apple.svg",
+        "image/svg+xml",
+        include_bytes!("../assets/brands/apple.svg"),
+    ),
+    (
+        "brand-discord.svg",
+        "image/svg+xml",
+        include_bytes!("../assets/brands/discord.svg"),
+    ),
+    (
+        "brand-facebook.svg",
+        "image/svg+xml",
+        include_bytes!("../assets/brands/facebook.svg"),
+    ),
+    (
+        "brand-github.svg",
+        "image/svg+xml",
+        include_bytes!("../assets/brands/github.svg"),
+    ),
+    (
+        "brand-gitlab.svg",
+        "image/svg+xml",
+        include_bytes!("../assets/brands/gitlab.svg"),
+    ),
+    (
+        "brand-google.svg",
+        "image/svg+xml",
+        include_bytes!("../assets/brands/google.svg"),
+    ),
+    (
+        "brand-microsoft.svg",
+        "image/svg+xml",
+        include_bytes!("../assets/brands/microsoft.svg"),
+    ),
+    (
+        "brand-twitter.svg",
+        "image/svg+xml",
+        include_bytes!("../assets/brands/twitter.svg"),
+    ),
+    (
+        "brand-neutral.svg",
+        "image/svg+xml",
+        include_bytes!("../assets/brands/neutral.svg"),
+    ),
 ];
+
+/// Brands with an icon (`brand-<name>.svg`); other `brand_name` values
+/// get `brand-neutral.svg`. The icons are simple letter marks drawn for
+/// Vestibule (no third-party artwork, nothing loaded from elsewhere).
+pub const BRANDS: &[&str] = &[
+    "apple",
+    "discord",
+    "facebook",
+    "github",
+    "gitlab",
+    "google",
+    "microsoft",
+    "twitter",
+];
+
+/// The icon asset of a provider's `brand_name`.
+pub fn brand_icon(brand_name: Option<&str>) -> String {
+    let brand = brand_name.map(str::to_ascii_lowercase);
+    match brand.as_deref() {
+        Some(b) if BRANDS.contains(&b) => format!("brand-{b}.svg"),
+        Some("x") => "brand-twitter.svg".to_owned(),
+        _ => "brand-neutral.svg".to_owned(),
+    }
+}
 
 /// The embedded assets with their content hashes (computed once).
 pub static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {

@@ -55,6 +55,9 @@ pub trait UpstreamLinkRepository: Send {
         user: &User,
     ) -> Result<UpstreamLink, StorageError>;
     async fn all_for_user(&mut self, user: &User) -> Result<Vec<UpstreamLink>, StorageError>;
+    /// Detaches a link from its user (the link stays, with no user), as
+    /// `on_conflict: replace` does to the user's previous link of a provider.
+    async fn dissociate(&mut self, link: UpstreamLink) -> Result<UpstreamLink, StorageError>;
     /// Removes a link that has no user yet (an abandoned login); a linked
     /// one is kept. Returns whether it was removed.
     async fn remove_unlinked(&mut self, link: &UpstreamLink) -> Result<bool, StorageError>;

@@ -244,6 +244,41 @@ pub struct UpstreamProviderConfig {
     /// How claims map to user attributes.
     #[serde(default)]
     pub claims_imports: ClaimsImports,
+    /// Vestibule extension (Synapse's `attribute_requirements`; MAS has no
+    /// equivalent): who may sign in through this provider. Every
+    /// requirement must hold; a user who fails one is refused with a page
+    /// saying so, before anything is created or linked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attribute_requirements: Vec<AttributeRequirement>,
+}
+
+/// Vestibule extension: one condition on the provider's claims (the ID token
+/// merged with userinfo). A string claim must equal `value` (or one of
+/// `one_of`); an array claim (e.g. `groups`) must contain it. Numbers and
+/// booleans compare by their JSON text (`42`, `true`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeRequirement {
+    /// The claim name (top level, e.g. `tenant_id` or `groups`).
+    pub attribute: String,
+    /// The value the claim must have (or contain). Exactly one of `value`
+    /// and `one_of` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Values of which the claim must have (or contain) at least one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub one_of: Vec<String>,
+}
+
+impl AttributeRequirement {
+    /// The accepted values.
+    pub fn accepted(&self) -> Vec<&str> {
+        self.value
+            .iter()
+            .chain(self.one_of.iter())
+            .map(String::as_str)
+            .collect()
+    }
 }
 
 const fn yes() -> bool {

@@ -117,6 +117,55 @@ fn semantic_rules_name_paths() {
 }
 
 #[test]
+fn attribute_requirements_parse_and_bad_ones_name_their_path() {
+    const P: &str = "upstream_oauth2:\n  providers:\n    - id: 01JAYS74TCG3BTWKADN5Q4518C\n      issuer: https://x/\n      client_id: c\n      attribute_requirements:\n";
+    let ok = load(&[&format!(
+        "{P}        - attribute: tenant_id\n          value: acme\n        - attribute: groups\n          one_of: [staff, admins]\n"
+    )])
+    .unwrap();
+    let reqs = &ok.config.upstream_oauth2.providers[0].attribute_requirements;
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].accepted(), ["acme"]);
+    assert_eq!(reqs[1].accepted(), ["staff", "admins"]);
+    let paths: Vec<&str> = ok.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["upstream_oauth2.providers[0].attribute_requirements"],
+        "{:?}",
+        ok.warnings
+    );
+    assert!(ok.warnings[0].message.contains("Vestibule extension"));
+
+    let cases: &[(&str, &str)] = &[
+        (
+            "        - attribute: tenant_id\n",
+            "upstream_oauth2.providers[0].attribute_requirements[0].value",
+        ),
+        (
+            "        - attribute: tenant_id\n          value: a\n          one_of: [b]\n",
+            "upstream_oauth2.providers[0].attribute_requirements[0].one_of",
+        ),
+        (
+            "        - attribute: t\n          value: a\n        - attribute: ''\n          value: a\n",
+            "upstream_oauth2.providers[0].attribute_requirements[1].attribute",
+        ),
+        (
+            "        - attribute: t\n          one_of: []\n",
+            "upstream_oauth2.providers[0].attribute_requirements[0].value",
+        ),
+    ];
+    for (tail, path) in cases {
+        let err = load(&[&format!("{P}{tail}")]).expect_err(tail);
+        assert_eq!(err.path(), Some(*path), "{err}");
+    }
+    let msg = load_err(&[&format!("{P}        - attribute: t\n          valeu: a\n")]);
+    assert!(
+        msg.contains("upstream_oauth2.providers[0].attribute_requirements[0]"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn seed_style_values_pass() {
     let ok = load(&[
         "clients:\n  - client_id: 0000000000000000000SYNAPSE\n    client_auth_method: client_secret_post\n    client_secret: s\nmatrix:\n  kind: synapse_modern\n",

@@ -42,6 +42,11 @@ pub struct ClientSession {
 #[derive(Debug, Clone)]
 pub struct Overview {
     pub emails: Vec<String>,
+    /// Attributes imported from an upstream provider (e.g. `tenant_id`).
+    pub attributes: std::collections::BTreeMap<String, String>,
+    /// The upstream accounts linked to the user: (provider name, the
+    /// upstream account's name if known).
+    pub upstream_accounts: Vec<(String, Option<String>)>,
     pub sessions: Vec<ClientSession>,
     pub browser_sessions: Vec<BrowserSession>,
 }
@@ -55,10 +60,22 @@ pub async fn overview(repo: &mut BoxRepository, user: &User) -> Result<Overview,
         .into_iter()
         .map(|e| e.email)
         .collect();
+    let attributes = repo.user_attributes().all(user).await?;
+    let mut upstream_accounts = Vec::new();
+    let links = repo.upstream_links().all_for_user(user).await?;
+    for link in links {
+        let provider = repo.upstream_providers().lookup(link.provider_id).await?;
+        let name = provider
+            .and_then(|p| p.human_name.or(p.issuer))
+            .unwrap_or_else(|| "An identity provider".to_owned());
+        upstream_accounts.push((name, link.human_account_name));
+    }
     let sessions = client_sessions(repo, user).await?;
     let browser_sessions = repo.browser_sessions().list_active_for_user(user).await?;
     Ok(Overview {
         emails,
+        attributes,
+        upstream_accounts,
         sessions,
         browser_sessions,
     })

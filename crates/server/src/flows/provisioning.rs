@@ -58,6 +58,20 @@ pub async fn schedule_new_user(
     jobs::schedule_provision_user(repo, rng, clock, payload).await
 }
 
+/// Like [`schedule_new_user`], with the display name to create the user
+/// with (an upstream login's imported name); the localpart when `None`.
+pub async fn schedule_new_user_with_display_name(
+    repo: &mut (dyn RepositoryAccess + '_),
+    rng: &mut (dyn RngCore + Send),
+    clock: &dyn Clock,
+    user: &User,
+    display_name: Option<&str>,
+) -> Result<Job, StorageError> {
+    let name = display_name.map_or_else(|| user.username.clone(), str::to_owned);
+    let payload = provision_payload(repo, user, Some(name)).await?;
+    jobs::schedule_provision_user(repo, rng, clock, payload).await
+}
+
 /// Schedules bringing an existing user up to date on the homeserver (emails
 /// and the locked flag; the display name is left as it is).
 pub async fn schedule_reprovision(

@@ -435,6 +435,11 @@ async fn authorization_code(
                 .map(|a| a.created_at),
             None => None,
         };
+        let attributes = if session.scopes().any(|s| s == scope::PROFILE) {
+            repo.user_attributes().all(&user).await?
+        } else {
+            std::collections::BTreeMap::new()
+        };
         Some(id_token::sign(
             ctx.keystore,
             &IdTokenClaims {
@@ -445,6 +450,7 @@ async fn authorization_code(
                 auth_time,
                 access_token: &tokens.access_token,
                 issued_at: ctx.clock.now(),
+                attributes: &attributes,
             },
         )?)
     } else {

@@ -13,6 +13,9 @@ pub struct Userinfo {
     pub username: String,
     /// The user's first email, only with the `email` scope (OIDC Core §5.4).
     pub email: Option<String>,
+    /// The user's attributes (e.g. `tenant_id`), only with the `profile`
+    /// scope; see [`crate::id_token::attribute_claims`].
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// Why a UserInfo request failed.
@@ -62,10 +65,16 @@ pub async fn userinfo(
     } else {
         None
     };
+    let attributes = if active.scope.split(' ').any(|s| s == scope::PROFILE) {
+        repo.user_attributes().all(&user).await?
+    } else {
+        std::collections::BTreeMap::new()
+    };
     repo.save().await?;
     Ok(Userinfo {
         sub: user.id.to_string(),
         username: user.username,
         email,
+        attributes,
     })
 }

@@ -11,6 +11,7 @@
 //! continues. `/upstream/backchannel-logout/{provider}` ends sessions when
 //! the provider says so.
 
+pub mod claims;
 pub mod client;
 pub mod cookie;
 pub mod provider;

@@ -2,7 +2,6 @@
 //! provider a path names, our callback URL at that provider, the claims we
 //! keep and the subject that identifies the user there.
 
-use minijinja::{Environment, context};
 use serde_json::{Map, Value, json};
 use url::Url;
 use vestibule_config::{Config, sections::upstream_oauth2::UpstreamProviderConfig};
@@ -44,52 +43,23 @@ pub fn claims_json(id_token: &Map<String, Value>, userinfo: Option<&Map<String, 
     json!({ "id_token": id_token, "userinfo": userinfo })
 }
 
-/// `user` of the claims templates: the ID token's claims, with userinfo's
-/// on top (MAS's merge).
-pub fn merged_claims(
-    id_token: &Map<String, Value>,
-    userinfo: Option<&Map<String, Value>>,
-) -> Map<String, Value> {
-    let mut user = id_token.clone();
-    if let Some(u) = userinfo {
-        user.extend(u.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-    user
-}
-
 /// The subject that identifies the user at the provider: the rendering of
-/// `claims_imports.subject.template` over `user`, `id_token_claims`,
-/// `userinfo_claims` when configured, else `sub`. `None` when empty.
+/// `claims_imports.subject.template` (default `{{ user.sub }}`) over the
+/// claims, as every other import (see [`super::claims`]).
 pub fn subject(
     provider: &UpstreamProviderConfig,
     id_token: &Map<String, Value>,
     userinfo: Option<&Map<String, Value>>,
 ) -> Result<String, String> {
-    let Some(template) = provider.claims_imports.subject.template.as_deref() else {
-        return id_token
-            .get("sub")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .ok_or_else(|| "the ID token has no sub".to_owned());
+    let claims = super::claims::Claims {
+        id_token: id_token.clone(),
+        userinfo: userinfo.cloned(),
     };
-    let env = Environment::new();
-    let user = merged_claims(id_token, userinfo);
-    let rendered = env
-        .render_str(
-            template,
-            context! {
-                user => user,
-                id_token_claims => id_token,
-                userinfo_claims => userinfo,
-            },
-        )
-        .map_err(|e| format!("the subject template failed: {}", e.kind()))?;
-    let rendered = rendered.trim();
-    if rendered.is_empty() {
-        return Err("the subject template rendered nothing".to_owned());
+    match super::claims::subject(&provider.claims_imports, &claims) {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err("the subject is missing from the claims".to_owned()),
+        Err(e) => Err(e.to_string()),
     }
-    Ok(rendered.to_owned())
 }
 
 #[cfg(test)]

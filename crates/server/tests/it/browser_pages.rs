@@ -162,6 +162,49 @@ async fn every_template_renders_with_sample_data() {
             &["Go to the start page", "https://auth.example.org/"],
         ),
         (
+            "login.html",
+            serde_json::json!({"passwords_enabled": false, "providers": [{"name": "OpenMeet", "icon": "brand-neutral.svg", "path": "/upstream/authorize/01JAYS74TCG3BTWKADN5Q4518C?grant=G"}]}),
+            &[
+                "Continue with OpenMeet",
+                "href=\"https://auth.example.org/upstream/authorize/01JAYS74TCG3BTWKADN5Q4518C?grant=G\"",
+                "/assets/brand-neutral.",
+            ],
+        ),
+        (
+            "upstream_register.html",
+            serde_json::json!({"provider_name": "OpenMeet", "action_path": "/upstream/link/S",
+                "localpart": {"mode": "fixed", "value": "alice"},
+                "displayname": {"mode": "editable", "value": "Alice"},
+                "email": {"mode": "optional", "value": "a@example.com"},
+                "attributes": [["tenant_id", {"mode": "optional", "value": "acme"}]]}),
+            &[
+                "Create your account",
+                "<strong id=\"localpart\">alice</strong>",
+                "name=\"displayname\" value=\"Alice\"",
+                "name=\"import_email\"",
+                "name=\"attr.tenant_id\"",
+                "action=\"https://auth.example.org/upstream/link/S\"",
+            ],
+        ),
+        (
+            "upstream_link.html",
+            serde_json::json!({"provider_name": "OpenMeet", "action_path": "/upstream/link/S", "current_user_id": "@bob:example.org"}),
+            &[
+                "Link your OpenMeet account?",
+                "@bob:example.org",
+                "value=\"link\"",
+            ],
+        ),
+        (
+            "upstream_mismatch.html",
+            serde_json::json!({"provider_name": "OpenMeet", "action_path": "/upstream/link/S", "current_user_id": "@bob:example.org", "linked_user_id": "@alice:example.org"}),
+            &[
+                "@alice:example.org",
+                "@bob:example.org",
+                "value=\"continue\"",
+            ],
+        ),
+        (
             "form_post.html",
             serde_json::json!({"redirect_uri": "https://element.example/cb", "params": [["code", "abc"], ["state", "<x>"]]}),
             &[

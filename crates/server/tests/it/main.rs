@@ -27,5 +27,6 @@ mod provisioning_users;
 mod registration;
 mod upstream_authorize;
 mod upstream_backchannel;
+mod upstream_link;
 mod upstream_login;
 mod upstream_support;

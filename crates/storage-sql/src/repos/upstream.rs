@@ -239,6 +239,17 @@ impl UpstreamLinkRepository for SqlUpstreamLinkRepository<'_> {
         Ok(link)
     }
 
+    async fn dissociate(&mut self, mut link: UpstreamLink) -> Result<UpstreamLink, StorageError> {
+        execute!(
+            self.conn,
+            sqlx::query("UPDATE upstream_links SET user_id = NULL WHERE id = $1")
+                .bind(link.id.to_string())
+        )
+        .db()?;
+        link.user_id = None;
+        Ok(link)
+    }
+
     async fn remove_unlinked(&mut self, link: &UpstreamLink) -> Result<bool, StorageError> {
         // Sessions that point at the link go first (foreign key).
         let n = execute!(

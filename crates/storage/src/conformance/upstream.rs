@@ -175,6 +175,29 @@ pub async fn upstream_providers_links_sessions(f: &dyn RepositoryFactory) {
             .is_empty()
     );
     drop(repo);
+    // Dissociating detaches the user and keeps the link (rolled back here).
+    let mut repo = f.write().await.unwrap();
+    let detached = repo
+        .upstream_links()
+        .dissociate(link.clone())
+        .await
+        .unwrap();
+    assert_eq!(detached.user_id, None);
+    let stored = repo
+        .upstream_links()
+        .lookup(link.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.user_id, None);
+    assert!(
+        repo.upstream_links()
+            .all_for_user(&alice)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drop(repo);
     let mut repo = f.write().await.unwrap();
     let dup = repo
         .upstream_links()

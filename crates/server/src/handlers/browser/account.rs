@@ -218,6 +218,8 @@ pub async fn get(
                     matrix_user_id => mxid,
                     sessions_only => action == Action::SessionsList,
                     emails => overview.emails,
+                    attributes => overview.attributes,
+                    upstream_accounts => overview.upstream_accounts,
                     sessions => overview.sessions.iter().map(session_value).collect::<Vec<_>>(),
                     browser_sessions => overview
                         .browser_sessions

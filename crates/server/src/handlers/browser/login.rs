@@ -24,6 +24,7 @@ use crate::{
     extract::parse_unique,
     flows::browser_login::{self, LoginError, localpart_of},
     passwords::PasswordError,
+    routes::{self, Route},
     session,
 };
 
@@ -164,6 +165,61 @@ fn prefill(state: &AppState, hint: Option<&str>) -> String {
     localpart_of(hint, &state.config.matrix.homeserver).unwrap_or_default()
 }
 
+/// A provider button on the login page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(super) struct ProviderButton {
+    pub name: String,
+    /// The icon asset (`brand-<name>.svg`, or the neutral one).
+    pub icon: String,
+    /// `/upstream/authorize/{id}?…` carrying what the login continues.
+    pub path: String,
+}
+
+/// The enabled upstream providers as buttons, each continuing to the same
+/// grant / legacy SSO login / account page as the login page itself.
+pub(super) fn provider_buttons(
+    state: &AppState,
+    grant: Option<Ulid>,
+    compat: Option<Ulid>,
+    next: Option<&str>,
+) -> Vec<ProviderButton> {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(g) = grant {
+        query.append_pair("grant", &g.to_string());
+    } else if let Some(c) = compat {
+        query.append_pair("compat_sso", &c.to_string());
+    }
+    if let Some(n) = next {
+        query.append_pair("next", n);
+    }
+    let query = query.finish();
+    state
+        .config
+        .upstream_oauth2
+        .providers
+        .iter()
+        .filter(|p| p.enabled)
+        .filter_map(|p| {
+            let id = Ulid::from_string(&p.id.to_uppercase()).ok()?;
+            let path = <routes::UpstreamAuthorize as Route>::PATH
+                .replace("{provider_id}", &id.to_string());
+            Some(ProviderButton {
+                name: p
+                    .human_name
+                    .clone()
+                    .or_else(|| p.issuer.clone())
+                    .unwrap_or_else(|| id.to_string()),
+                icon: crate::templates::brand_icon(p.brand_name.as_deref()),
+                path: if query.is_empty() {
+                    path
+                } else {
+                    format!("{path}?{query}")
+                },
+            })
+        })
+        .collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn login_page(
     state: &AppState,
@@ -176,6 +232,17 @@ fn login_page(
     error: Option<&str>,
 ) -> Response {
     let opts = PageOpts::default().cookie(csrf.set_cookie.clone());
+    let compat = if grant.is_none() { compat } else { None };
+    let providers = provider_buttons(
+        state,
+        grant.map(|(g, _)| g.id),
+        compat.map(|l| l.id),
+        if grant.is_none() && compat.is_none() {
+            next
+        } else {
+            None
+        },
+    );
     render(
         state,
         status,
@@ -190,6 +257,7 @@ fn login_page(
             error,
             passwords_enabled => state.passwords.is_enabled(),
             registration_enabled => super::register::registration_open(state),
+            providers,
         },
         &opts,
     )
@@ -223,12 +291,35 @@ pub async fn get(
             Err(e) => return internal(&state, &e),
         }
     }
+    let next = q.next();
+    // No password form and a single provider: straight to it (MAS does
+    // the same), carrying what the login continues.
+    if !state.passwords.is_enabled() {
+        let compat_id = if grant.is_some() {
+            None
+        } else {
+            compat.as_ref().map(|l| l.id)
+        };
+        let only_next = if grant.is_none() && compat.is_none() {
+            next.as_deref()
+        } else {
+            None
+        };
+        let buttons = provider_buttons(
+            &state,
+            grant.as_ref().map(|(g, _)| g.id),
+            compat_id,
+            only_next,
+        );
+        if let [only] = buttons.as_slice() {
+            return see_other(&state, &only.path, &PageOpts::default());
+        }
+    }
     let username = prefill(
         &state,
         grant.as_ref().and_then(|(g, _)| g.login_hint.as_deref()),
     );
     let csrf = csrf::issue(&state, &headers);
-    let next = q.next();
     login_page(
         &state,
         StatusCode::OK,

@@ -85,8 +85,13 @@ async fn handle(state: &AppState, headers: &HeaderMap) -> Result<Response, Useri
     )
     .await?;
     let mut body = json!({ "sub": info.sub, "username": info.username });
-    if let (Some(email), Some(object)) = (info.email, body.as_object_mut()) {
-        object.insert("email".to_owned(), json!(email));
+    if let Some(object) = body.as_object_mut() {
+        if let Some(email) = &info.email {
+            object.insert("email".to_owned(), json!(email));
+        }
+        for (name, value) in crate::id_token::attribute_claims(&info.attributes) {
+            object.insert(name.to_owned(), json!(value));
+        }
     }
     let mut res = Json(body).into_response();
     super::no_store(res.headers_mut());
