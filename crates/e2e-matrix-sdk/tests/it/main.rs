@@ -1195,6 +1195,10 @@ async fn oauth_login_through_synapse(venv: &Path, database: Database) {
         reqwest::StatusCode::OK,
         "the current access token works before logout"
     );
+    let refresh_token = client
+        .session_tokens()
+        .and_then(|t| t.refresh_token)
+        .expect("a refresh token");
     client
         .oauth()
         .logout()
@@ -1207,6 +1211,26 @@ async fn oauth_login_through_synapse(venv: &Path, database: Database) {
             "Synapse refuses an access token of the logged-out session"
         );
     }
+
+    // Revoking the access token ended the whole session: its refresh token
+    // is refused too (RFC 6749 §5.2 invalid_grant).
+    let client_id = client.oauth().client_id().expect("client id").clone();
+    let res = ca
+        .http_client()
+        .build()
+        .expect("client")
+        .post(metadata.token_endpoint.clone())
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.as_str()),
+            ("client_id", client_id.as_str()),
+        ])
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = res.json().await.expect("JSON error body");
+    assert_eq!(body["error"], "invalid_grant", "{body}");
 
     drop(synapse);
     drop(proxy);
