@@ -54,24 +54,29 @@ export VESTIBULE_SYNAPSE_VENV
 export VESTIBULE_REQUIRE_SYNAPSE=1
 echo "$VESTIBULE_SYNAPSE_VENV"
 
+step "nginx, openssl and Chromium for the end-to-end tests"
+# nginx is the reverse proxy in front of Synapse and vestibule (and terminates
+# TLS with a test CA made by openssl in crates/e2e-matrix-sdk); Debian's
+# Chromium drives the browser tests (test tools never download their own
+# browser here).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v nginx >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium nginx openssl
+  # The package starts a system nginx on port 80; the tests run their own.
+  (service nginx stop || true) >/dev/null 2>&1
+fi
+
 step "npm packages (tests/e2e): the upstream IdP (oidc-provider) of the Rust tests, the Node clients"
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 
 step "cargo test (unit, conformance on SQLite + PostgreSQL, HTTP, real Synapse, end-to-end)"
 # crates/e2e-matrix-sdk runs the `vestibule` binary itself (matrix-rust-sdk
-# through Synapse); it is built first and passed in.
+# through Synapse, vestibule behind nginx over https, on SQLite and
+# PostgreSQL); it is built first and passed in.
 cargo build --locked --bin vestibule
 export VESTIBULE_BIN="$CARGO_TARGET_DIR/debug/vestibule"
 cargo test --workspace --locked --no-fail-fast
 
 step "end-to-end: third-party clients against a running vestibule (openid-client, headless Chromium)"
-if ! command -v chromium >/dev/null 2>&1 || ! command -v nginx >/dev/null 2>&1; then
-  # Debian's Chromium (test tools never download their own browser here) and
-  # nginx, the reverse proxy in front of Synapse and vestibule.
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium nginx
-  # The package starts a system nginx on port 80; the tests run their own.
-  (service nginx stop || true) >/dev/null 2>&1
-fi
 cargo build --locked --bin vestibule
 VESTIBULE_BIN="$CARGO_TARGET_DIR/debug/vestibule" VESTIBULE_ARTIFACTS="$PWD/artifacts" \
   node --test --test-concurrency=1 tests/e2e/

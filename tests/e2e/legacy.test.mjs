@@ -69,8 +69,8 @@ async function passwordFlow(engine) {
 test('legacy password login, refresh and logout through nginx, SQLite', { skip }, () => passwordFlow('sqlite'));
 test('legacy password login, refresh and logout through nginx, PostgreSQL', { skip }, () => passwordFlow('postgres'));
 
-test('legacy SSO: sso/redirect, our pages, loginToken, m.login.token', { skip }, async () => {
-  const stack = await startStack();
+async function ssoFlow(engine) {
+  const stack = await startStack({ engine });
   const { server, proxy } = stack;
   try {
     const redirectUrl = 'https://app.example.org/after-sso';
@@ -105,4 +105,7 @@ test('legacy SSO: sso/redirect, our pages, loginToken, m.login.token', { skip },
   } finally {
     await stack.stop();
   }
-});
+}
+
+test('legacy SSO: sso/redirect, our pages, loginToken, m.login.token, SQLite', { skip }, () => ssoFlow('sqlite'));
+test('legacy SSO: sso/redirect, our pages, loginToken, m.login.token, PostgreSQL', { skip }, () => ssoFlow('postgres'));

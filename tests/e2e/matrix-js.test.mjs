@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as sdk from 'matrix-js-sdk';
 import { OAuth2 } from 'matrix-js-sdk/lib/oauth/index.js';
-import { loginWithHttp, startVestibule, startSynapse, freePort } from './lib.mjs';
+import { loginWithHttp, startVestibule, startSynapse, startStack, freePort, run } from './lib.mjs';
 
 // matrix-js-sdk 43 targets Node 22 and uses Promise.withResolvers when
 // sending events; this machine has Node 20 (PEERS.md: it installs with
@@ -91,9 +91,8 @@ test('matrix-js-sdk logs in through Synapse with next-gen auth, PostgreSQL', { s
 
 // Deactivating a user in vestibule deactivates them in Synapse (through the
 // durable job queue) and kills their tokens at once.
-test('deactivation reaches Synapse', { skip }, async () => {
-  const { startStack, run } = await import('./lib.mjs');
-  const stack = await startStack();
+async function deactivationFlow(engine) {
+  const stack = await startStack({ engine });
   const { server, synapse } = stack;
   try {
     const anon = sdk.createClient({ baseUrl: synapse.url });
@@ -137,4 +136,7 @@ test('deactivation reaches Synapse', { skip }, async () => {
   } finally {
     await stack.stop();
   }
-});
+}
+
+test('deactivation reaches Synapse, SQLite', { skip }, () => deactivationFlow('sqlite'));
+test('deactivation reaches Synapse, PostgreSQL', { skip }, () => deactivationFlow('postgres'));

@@ -1,13 +1,25 @@
 //! matrix-rust-sdk (the engine of Element X; unstable MSC2967 scopes, query
 //! response mode) logs in through real Synapse delegating to a running
 //! `vestibule` binary: discovery through Synapse's auth_metadata, dynamic
-//! registration of a native client, our login and consent pages driven over
-//! plain HTTP, token, whoami through Synapse, a room and a message, refresh,
-//! logout — after which Synapse refuses the old access tokens at once.
+//! registration of a native client, our login and consent pages driven by a
+//! cookie-keeping HTTP client, token, whoami through Synapse, a room and a
+//! message, refresh, `logout()` — after which Synapse refuses the old access
+//! tokens at once. Once on SQLite, once on PostgreSQL.
 //!
-//! Needs `VESTIBULE_SYNAPSE_VENV` (scripts/synapse.sh) and `VESTIBULE_BIN`
-//! (the `vestibule` binary); skipped without Synapse unless
-//! `VESTIBULE_REQUIRE_SYNAPSE` is set.
+//! Vestibule is reached over https, as in a deployment: nginx terminates TLS
+//! with a certificate signed by a CA generated for the test (openssl CLI), and
+//! `http.public_base` is that https URL. The matrix-sdk client and the test's
+//! browser trust only that CA. matrix-sdk's `logout()` refuses a non-https
+//! revocation endpoint (RFC 7009 via the `oauth2` crate), so this is what
+//! lets the real `logout()` run. Synapse talks to vestibule's own port over
+//! plain http (discovery and introspection only).
+//!
+//! Needs `VESTIBULE_SYNAPSE_VENV` (scripts/synapse.sh), `VESTIBULE_BIN` (the
+//! `vestibule` binary), `nginx` and `openssl`; skipped without Synapse unless
+//! `VESTIBULE_REQUIRE_SYNAPSE` is set. The PostgreSQL run needs
+//! `VESTIBULE_TEST_POSTGRES_URL` (an admin URL; the test creates and drops its
+//! own database); skipped without it unless `VESTIBULE_REQUIRE_POSTGRES` is
+//! set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -63,8 +75,8 @@ fn synapse_venv() -> Option<PathBuf> {
                  (VESTIBULE_SYNAPSE_VENV=\"$(scripts/synapse.sh)\")"
             );
             eprintln!(
-                "skipping matrix_rust_sdk_oauth_login_through_synapse: VESTIBULE_SYNAPSE_VENV \
-                 is not set (VESTIBULE_SYNAPSE_VENV=\"$(scripts/synapse.sh)\" to run it)"
+                "skipping the matrix-rust-sdk test: VESTIBULE_SYNAPSE_VENV is not set \
+                 (VESTIBULE_SYNAPSE_VENV=\"$(scripts/synapse.sh)\" to run it)"
             );
             None
         }
@@ -131,13 +143,16 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// `vestibule -c config server` on a free port, SQLite in a temporary
-/// directory, one user.
+/// `vestibule -c config server` on a free port, on SQLite (a file in a
+/// temporary directory) or on a fresh PostgreSQL database, with one user.
 struct Vestibule {
     dir: Option<tempfile::TempDir>,
     port: u16,
+    public_base: String,
     child: Option<Child>,
     output: Arc<Mutex<String>>,
+    /// Dropped after the server has stopped (fields drop after `drop`).
+    _database: Option<PgDatabase>,
 }
 
 impl Vestibule {
@@ -164,7 +179,14 @@ impl Vestibule {
         );
     }
 
-    fn start(bin: &Path, port: u16, synapse_port: u16, secret: &str) -> Self {
+    fn start(
+        bin: &Path,
+        database: Database,
+        port: u16,
+        public_base: &str,
+        synapse_port: u16,
+        secret: &str,
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("vestibule-e2e-rust-sdk-")
             .tempdir()
@@ -175,10 +197,16 @@ impl Vestibule {
 
         let text = std::fs::read_to_string(&config).expect("reading the config");
         let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("parsing YAML");
-        let db = dir.path().join("vestibule.db");
-        doc["database"]["uri"] = format!("sqlite://{}", db.display()).into();
+        let (uri, pg) = match database {
+            Database::Sqlite => {
+                let db = dir.path().join("vestibule.db");
+                (format!("sqlite://{}", db.display()), None)
+            }
+            Database::Postgres(pg) => (pg.url.clone(), Some(pg)),
+        };
+        doc["database"]["uri"] = uri.into();
         doc["http"]["listeners"][0]["binds"][0]["address"] = format!("127.0.0.1:{port}").into();
-        doc["http"]["public_base"] = format!("http://127.0.0.1:{port}/").into();
+        doc["http"]["public_base"] = public_base.into();
         doc["matrix"]["homeserver"] = SERVER_NAME.into();
         doc["matrix"]["endpoint"] = format!("http://127.0.0.1:{synapse_port}/").into();
         doc["matrix"]["secret"] = secret.into();
@@ -228,8 +256,10 @@ impl Vestibule {
         let vestibule = Self {
             dir: Some(dir),
             port,
+            public_base: public_base.to_owned(),
             child: Some(child),
             output,
+            _database: pg,
         };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
@@ -246,7 +276,13 @@ impl Vestibule {
         vestibule
     }
 
+    /// The issuer: `http.public_base`, the https URL behind nginx.
     fn issuer(&self) -> String {
+        self.public_base.clone()
+    }
+
+    /// Vestibule's own plain-http port, which Synapse talks to.
+    fn direct_url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
     }
 
@@ -268,6 +304,346 @@ impl Drop for Vestibule {
             if let Some(dir) = self.dir.take() {
                 eprintln!("vestibule's directory is kept: {}", dir.keep().display());
             }
+        }
+    }
+}
+
+fn postgres_required() -> bool {
+    std::env::var("VESTIBULE_REQUIRE_POSTGRES").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Where vestibule keeps its data in a run.
+enum Database {
+    Sqlite,
+    Postgres(PgDatabase),
+}
+
+/// A fresh PostgreSQL database created with `psql` from the admin URL in
+/// `VESTIBULE_TEST_POSTGRES_URL`, dropped again on drop (kept when the test
+/// fails, for inspection).
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    /// `None` (the PostgreSQL run is skipped) when no PostgreSQL is
+    /// configured and none is required.
+    fn create() -> Option<Self> {
+        let admin_url = match std::env::var("VESTIBULE_TEST_POSTGRES_URL") {
+            Ok(v) if !v.is_empty() => v,
+            _ => {
+                assert!(
+                    !postgres_required(),
+                    "VESTIBULE_REQUIRE_POSTGRES is set but VESTIBULE_TEST_POSTGRES_URL is not"
+                );
+                eprintln!(
+                    "skipping the matrix-rust-sdk test on PostgreSQL: \
+                     VESTIBULE_TEST_POSTGRES_URL is not set"
+                );
+                return None;
+            }
+        };
+        // The `vestibule_test_` prefix lets scripts/test.sh drop databases
+        // left behind by interrupted runs.
+        let name = format!(
+            "vestibule_test_e2e_rust_sdk_{}_{}",
+            std::process::id(),
+            random_hex(4)
+        );
+        psql(&admin_url, &format!("CREATE DATABASE \"{name}\""));
+        let mut url = Url::parse(&admin_url).expect("VESTIBULE_TEST_POSTGRES_URL is a URL");
+        url.set_path(&name);
+        Some(Self {
+            admin_url,
+            name,
+            url: url.into(),
+        })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("PostgreSQL database kept: {}", self.name);
+            return;
+        }
+        psql(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running psql");
+    assert!(
+        out.status.success(),
+        "psql {sql:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA made for this test and a server certificate for 127.0.0.1 signed by
+/// it (openssl CLI; P-256 keys, valid two days).
+struct TestCa {
+    dir: tempfile::TempDir,
+    ca_pem: Vec<u8>,
+}
+
+impl TestCa {
+    const OPENSSL_CONFIG: &str = "\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = Vestibule e2e test CA
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[leaf]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+";
+
+    fn generate() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("vestibule-e2e-tls-")
+            .tempdir()
+            .expect("temporary directory");
+        std::fs::write(dir.path().join("openssl.cnf"), Self::OPENSSL_CONFIG)
+            .expect("writing openssl.cnf");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .output()
+                .expect("running openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?} failed: {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        openssl(
+            &[
+                &[
+                    "req",
+                    "-x509",
+                    "-config",
+                    "openssl.cnf",
+                    "-extensions",
+                    "ca",
+                ][..],
+                &p256,
+                &[
+                    "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &[
+                    "req",
+                    "-new",
+                    "-config",
+                    "openssl.cnf",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ][..],
+                &p256,
+                &["-nodes", "-keyout", "server.key", "-out", "server.csr"],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "2",
+            "-days",
+            "2",
+            "-extfile",
+            "openssl.cnf",
+            "-extensions",
+            "leaf",
+            "-out",
+            "server.pem",
+        ]);
+        let ca_pem = std::fs::read(dir.path().join("ca.pem")).expect("reading ca.pem");
+        Self { dir, ca_pem }
+    }
+
+    fn server_cert(&self) -> PathBuf {
+        self.dir.path().join("server.pem")
+    }
+
+    fn server_key(&self) -> PathBuf {
+        self.dir.path().join("server.key")
+    }
+
+    /// A reqwest 0.12 client (the test's own) trusting only this CA.
+    fn http_client(&self) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&self.ca_pem).expect("CA PEM"))
+    }
+}
+
+/// nginx terminating TLS for vestibule on a free port, as an operator would
+/// put it in front: everything to vestibule's plain-http listener.
+struct TlsProxy {
+    dir: Option<tempfile::TempDir>,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl TlsProxy {
+    async fn start(ca: &TestCa, port: u16, upstream_port: u16) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("vestibule-e2e-nginx-")
+            .tempdir()
+            .expect("temporary directory");
+        let d = dir.path().display();
+        let config = dir.path().join("nginx.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "daemon off;
+user root;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log {d}/access.log;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    location / {{
+      proxy_pass http://127.0.0.1:{upstream_port};
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Forwarded-Proto https;
+    }}
+  }}
+}}
+",
+                cert = ca.server_cert().display(),
+                key = ca.server_key().display(),
+            ),
+        )
+        .expect("writing nginx.conf");
+        let console = std::fs::File::create(dir.path().join("console.log")).expect("console log");
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(console.try_clone().expect("console log"))
+            .stderr(console)
+            .process_group(0)
+            .spawn()
+            .expect("starting nginx (is it installed? apt-get install nginx)");
+        let mut proxy = Self {
+            dir: Some(dir),
+            port,
+            child: Some(child),
+        };
+        proxy.wait_ready(ca).await;
+        proxy
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/", self.port)
+    }
+
+    /// nginx has no readiness signal in the foreground: a bounded poll of
+    /// vestibule's /health through it, over TLS with the test CA (which also
+    /// proves the certificate chain before the client uses it).
+    async fn wait_ready(&mut self, ca: &TestCa) {
+        let http = ca
+            .http_client()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("client");
+        let url = format!("{}health", self.url());
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .expect("child")
+                .try_wait()
+                .expect("wait")
+            {
+                self.child = None;
+                panic!("nginx exited during startup ({status})\n{}", self.logs());
+            }
+            let last = match http.get(&url).send().await {
+                Ok(res) if res.status().is_success() => return,
+                Ok(res) => format!("status {}", res.status()),
+                Err(e) => format!("{e:?}"),
+            };
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not answer {url} within {STARTUP_TIMEOUT:?} (last: {last})\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn logs(&self) -> String {
+        let Some(dir) = self.dir.as_ref() else {
+            return String::new();
+        };
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+        format!(
+            "--- nginx error.log (tail) ---\n{}\n--- nginx console ---\n{}",
+            tail(&read("error.log"), 40),
+            tail(&read("console.log"), 20)
+        )
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_group(&mut child);
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
         }
     }
 }
@@ -437,9 +813,10 @@ struct Page {
 }
 
 impl Browser {
-    fn new() -> Self {
+    fn new(ca: &TestCa) -> Self {
         Self {
-            http: reqwest::Client::builder()
+            http: ca
+                .http_client()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -569,8 +946,8 @@ fn forms(html: &str, base: &Url) -> Vec<Form> {
 
 /// Logs in as alice and consents on vestibule's HTML pages; returns the URL
 /// vestibule redirected to (the client's callback with `code`, `state`, `iss`).
-async fn log_in_and_consent(auth_url: Url, redirect_uri: &str) -> Url {
-    let mut browser = Browser::new();
+async fn log_in_and_consent(ca: &TestCa, auth_url: Url, redirect_uri: &str) -> Url {
+    let mut browser = Browser::new(ca);
     let page = browser.follow(auth_url, redirect_uri).await;
     assert_eq!(
         page.status, 200,
@@ -663,22 +1040,53 @@ async fn whoami_status(synapse: &str, token: &str) -> reqwest::StatusCode {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn matrix_rust_sdk_oauth_login_through_synapse() {
+async fn matrix_rust_sdk_oauth_login_through_synapse_sqlite() {
     let Some(venv) = synapse_venv() else {
         return;
     };
+    oauth_login_through_synapse(&venv, Database::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_rust_sdk_oauth_login_through_synapse_postgres() {
+    let Some(venv) = synapse_venv() else {
+        return;
+    };
+    let Some(database) = PgDatabase::create() else {
+        return;
+    };
+    oauth_login_through_synapse(&venv, Database::Postgres(database)).await;
+}
+
+async fn oauth_login_through_synapse(venv: &Path, database: Database) {
     let bin = vestibule_bin();
+    let ca = TestCa::generate();
     let synapse_port = free_port();
     let vestibule_port = free_port();
+    let proxy_port = free_port();
     let secret = random_hex(32);
-    let vestibule = Vestibule::start(&bin, vestibule_port, synapse_port, &secret);
-    let synapse = Synapse::start(&venv, synapse_port, &vestibule.issuer(), &secret).await;
+    let vestibule = Vestibule::start(
+        &bin,
+        database,
+        vestibule_port,
+        &format!("https://127.0.0.1:{proxy_port}/"),
+        synapse_port,
+        &secret,
+    );
+    let proxy = TlsProxy::start(&ca, proxy_port, vestibule_port).await;
+    assert_eq!(proxy.url(), vestibule.issuer());
+    let synapse = Synapse::start(venv, synapse_port, &vestibule.direct_url(), &secret).await;
     let homeserver = synapse.url();
 
     // Discovery through Synapse's auth_metadata (http is accepted because
-    // the homeserver URL itself is http).
+    // the homeserver URL itself is http). The client trusts the test CA
+    // and nothing else.
     let client = Client::builder()
         .homeserver_url(&homeserver)
+        .disable_built_in_root_certificates()
+        .add_root_certificates(vec![
+            matrix_sdk::reqwest::Certificate::from_pem(&ca.ca_pem).expect("CA PEM"),
+        ])
         .build()
         .await
         .expect("matrix-sdk client");
@@ -727,7 +1135,7 @@ async fn matrix_rust_sdk_oauth_login_through_synapse() {
     );
     assert!(client.oauth().client_id().is_some(), "client registered");
 
-    let back = log_in_and_consent(auth.url.clone(), redirect_uri.as_str()).await;
+    let back = log_in_and_consent(&ca, auth.url.clone(), redirect_uri.as_str()).await;
     let query: BTreeMap<String, String> = back.query_pairs().into_owned().collect();
     assert_eq!(
         query.get("state").map(String::as_str),
@@ -773,40 +1181,29 @@ async fn matrix_rust_sdk_oauth_login_through_synapse() {
     let who = client.whoami().await.expect("whoami after refresh");
     assert_eq!(who.device_id.as_ref(), Some(&device_id));
 
-    // Logout revokes the access token; vestibule ends the whole session and
+    // Logout: matrix-sdk revokes the access token at vestibule's https
+    // revocation endpoint (RFC 7009); vestibule ends the whole session and
     // deletes the device, so Synapse refuses the tokens at once despite its
     // two-minute introspection cache.
-    //
-    // matrix-sdk 0.18's `logout()` revokes through the `oauth2` crate, which
-    // refuses a non-https revocation endpoint (RFC 7009 §2) even though
-    // discovery over http is allowed for an http homeserver. On this loopback
-    // setup it fails before sending anything; then the test sends the very
-    // request `logout()` would have sent: the access token, its type hint and
-    // the public client's id.
+    assert_eq!(
+        metadata.revocation_endpoint.as_str(),
+        format!("{}oauth2/revoke", vestibule.issuer()),
+        "the revocation endpoint is vestibule's, over https"
+    );
     assert_eq!(
         whoami_status(&homeserver, &second_token).await,
         reqwest::StatusCode::OK,
         "the current access token works before logout"
     );
-    match client.oauth().logout().await {
-        Ok(()) => {}
-        Err(e) if format!("{e:?}").contains("InsecureUrl(\"revocation\")") => {
-            assert_eq!(metadata.revocation_endpoint.scheme(), "http");
-            let client_id = client.oauth().client_id().expect("client id").clone();
-            let res = reqwest::Client::new()
-                .post(metadata.revocation_endpoint.clone())
-                .form(&[
-                    ("token", second_token.as_str()),
-                    ("token_type_hint", "access_token"),
-                    ("client_id", client_id.as_str()),
-                ])
-                .send()
-                .await
-                .expect("revocation request");
-            assert_eq!(res.status(), 200, "RFC 7009 revocation answers 200");
-        }
-        Err(e) => panic!("logout (revocation): {e:?}"),
-    }
+    let refresh_token = client
+        .session_tokens()
+        .and_then(|t| t.refresh_token)
+        .expect("a refresh token");
+    client
+        .oauth()
+        .logout()
+        .await
+        .expect("logout() revokes the session");
     for token in [&second_token, &first_token] {
         assert_eq!(
             whoami_status(&homeserver, token).await,
@@ -815,6 +1212,27 @@ async fn matrix_rust_sdk_oauth_login_through_synapse() {
         );
     }
 
+    // Revoking the access token ended the whole session: its refresh token
+    // is refused too (RFC 6749 §5.2 invalid_grant).
+    let client_id = client.oauth().client_id().expect("client id").clone();
+    let res = ca
+        .http_client()
+        .build()
+        .expect("client")
+        .post(metadata.token_endpoint.clone())
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.as_str()),
+            ("client_id", client_id.as_str()),
+        ])
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(res.status(), reqwest::StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = res.json().await.expect("JSON error body");
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+
     drop(synapse);
+    drop(proxy);
     drop(vestibule);
 }

@@ -43,11 +43,14 @@ struct Inner {
 }
 
 /// In-memory users and devices. [`MockHomeserver::set_down`] makes every call
-/// fail with [`HomeserverError::Unavailable`], as a stopped Synapse would.
+/// fail with [`HomeserverError::Unavailable`], as a stopped Synapse would;
+/// [`MockHomeserver::answer_with`] makes every call fail with a given error,
+/// as Synapse answering 429, 500 or 403 to everything would.
 #[derive(Debug)]
 pub struct MockHomeserver {
     server_name: String,
     down: AtomicBool,
+    answer: Mutex<Option<HomeserverError>>,
     inner: Mutex<Inner>,
 }
 
@@ -56,6 +59,7 @@ impl MockHomeserver {
         Self {
             server_name: server_name.into(),
             down: AtomicBool::new(false),
+            answer: Mutex::new(None),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -63,6 +67,15 @@ impl MockHomeserver {
     /// Simulates the homeserver being down (`true`) or back (`false`).
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes every call fail with `error` (`Some`), or work again (`None`).
+    /// Such calls are not recorded and change nothing.
+    pub fn answer_with(&self, error: Option<HomeserverError>) {
+        *self
+            .answer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = error;
     }
 
     /// A copy of a user's state.
@@ -76,7 +89,8 @@ impl MockHomeserver {
     }
 
     /// The calls that reached the mock (`"provision_user alice"`, …), in order.
-    /// Calls made while it was down are not recorded.
+    /// Calls made while it was down or answering with an error are not
+    /// recorded.
     pub fn calls(&self) -> Vec<String> {
         self.lock().calls.clone()
     }
@@ -97,6 +111,14 @@ impl MockHomeserver {
             return Err(HomeserverError::Unavailable(format!(
                 "{endpoint}: connection refused (mock homeserver is down)"
             )));
+        }
+        if let Some(error) = self
+            .answer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        {
+            return Err(error);
         }
         let mut inner = self.lock();
         inner.calls.push(format!("{endpoint} {localpart}"));

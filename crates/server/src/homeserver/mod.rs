@@ -69,6 +69,24 @@ impl HomeserverError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
+
+    /// Whether the homeserver understood the request and refused it for
+    /// what it asks (400, or 404 `M_NOT_FOUND` for the user): sending the
+    /// same request again will be refused again, so a durable job should
+    /// give up at once rather than back off for hours.
+    ///
+    /// Not permanent: [`Self::Unavailable`] (connection refused, timeout,
+    /// 5xx, 429), [`Self::Forbidden`] (a wrong `matrix.secret`: every call
+    /// fails until the operator fixes the configuration, after which the
+    /// queued jobs must still run) and [`Self::Other`] (an unexpected answer,
+    /// e.g. a proxy's error page or a missing endpoint: not the homeserver
+    /// judging the request).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::BadRequest { .. } | Self::UserInUse | Self::InvalidUsername(_) | Self::NotFound
+        )
+    }
 }
 
 /// A user as the homeserver knows it (`query_user`).

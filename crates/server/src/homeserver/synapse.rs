@@ -490,6 +490,45 @@ mod tests {
         );
     }
 
+    /// What a durable job does with each answer: give up at once on the
+    /// homeserver judging the request (400, 404 for the user), back off on
+    /// the rest.
+    #[test]
+    fn permanent_refusals_are_told_apart_from_transient_errors() {
+        let body = |errcode: &str| ErrorBody {
+            errcode: errcode.to_owned(),
+            error: "msg".to_owned(),
+        };
+        for (status, errcode) in [
+            (StatusCode::BAD_REQUEST, "M_INVALID_USERNAME"),
+            (StatusCode::BAD_REQUEST, "M_USER_IN_USE"),
+            (StatusCode::BAD_REQUEST, "M_BAD_JSON"),
+            (StatusCode::BAD_REQUEST, ""),
+            (StatusCode::NOT_FOUND, "M_NOT_FOUND"),
+        ] {
+            let e = classify(status, body(errcode));
+            assert!(e.is_permanent(), "{status} {errcode}: {e:?}");
+            assert!(!e.is_retryable(), "{status} {errcode}: {e:?}");
+        }
+        for (status, errcode) in [
+            (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
+            (StatusCode::BAD_GATEWAY, ""),
+            (StatusCode::SERVICE_UNAVAILABLE, ""),
+            (StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"),
+            // A wrong secret: fixed by the operator, then the jobs must run.
+            (StatusCode::FORBIDDEN, "M_FORBIDDEN"),
+            (StatusCode::UNAUTHORIZED, ""),
+            // No such endpoint (not Synapse, or MAS support off): not a
+            // verdict on the request.
+            (StatusCode::NOT_FOUND, "M_UNRECOGNIZED"),
+            (StatusCode::CONFLICT, ""),
+        ] {
+            let e = classify(status, body(errcode));
+            assert!(!e.is_permanent(), "{status} {errcode}: {e:?}");
+        }
+        assert!(!HomeserverError::Unavailable("connection refused".to_owned()).is_permanent());
+    }
+
     #[test]
     fn debug_hides_the_secret() {
         let hs = SynapseHomeserver::new(

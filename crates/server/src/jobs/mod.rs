@@ -5,7 +5,11 @@
 //! only if the change that needs it was committed), then the [`JobWorker`]
 //! runs it against the [`Homeserver`](crate::homeserver::Homeserver),
 //! retrying with the domain's backoff ([`vestibule_domain::job::retry_delay`])
-//! until it succeeds or runs out of attempts.
+//! until it succeeds or runs out of attempts. An error that no retry can
+//! mend (the homeserver refusing the request itself with a 400 or a 404 for
+//! the user, or a payload that does not decode) fails the job at once, with
+//! the error recorded; transient ones (connection refused, timeouts, 5xx,
+//! 429) and a refused shared secret (fixed by the operator) keep backing off.
 //!
 //! The `schedule_*` helpers also wake the worker of this process at once
 //! ([`wake_workers`]). The wake may arrive before the scheduling transaction

@@ -47,7 +47,8 @@ pub struct PassReport {
     pub completed: u32,
     /// Failed and scheduled again after the backoff.
     pub rescheduled: u32,
-    /// Failed for good (out of attempts).
+    /// Failed for good: a permanent error (see [`HomeserverError::is_permanent`],
+    /// or a payload that does not decode), or out of attempts.
     pub failed: u32,
 }
 
@@ -60,6 +61,20 @@ enum JobError {
     Homeserver(#[from] HomeserverError),
     #[error("database: {0}")]
     Storage(#[from] StorageError),
+}
+
+impl JobError {
+    /// Whether running the job again cannot succeed: the homeserver refused
+    /// the request itself (400, 404 for the user), or the payload does not
+    /// decode. Everything else (homeserver down, 5xx, 429, a refused secret,
+    /// database trouble) is worth the backoff.
+    fn is_permanent(&self) -> bool {
+        match self {
+            Self::Payload(_) => true,
+            Self::Homeserver(e) => e.is_permanent(),
+            Self::Storage(_) => false,
+        }
+    }
 }
 
 /// Runs homeserver jobs. Cheap to share; [`JobWorker::run`] consumes it.
@@ -151,23 +166,32 @@ impl JobWorker {
             }
             Err(e) => {
                 let message = e.to_string();
+                let permanent = e.is_permanent();
+                let mut job = job;
+                if permanent {
+                    // The repository fails a job for good once the attempts
+                    // made reach the `max_attempts` of the job handed to it
+                    // (its compare-and-set is on the id, status and attempts
+                    // only): this attempt is the last one. The error is
+                    // recorded as for any failure.
+                    job.max_attempts = job.attempts;
+                }
                 let failed = repo.jobs().fail(self.clock.as_ref(), job, &message).await?;
                 repo.save().await?;
                 if failed.status == JobStatus::Failed {
                     tracing::error!(
                         job.id = %failed.id,
                         attempts = failed.attempts,
+                        permanent,
                         error = %message,
                         "homeserver job failed for good"
                     );
                     report.failed += 1;
                 } else {
-                    let retryable = matches!(&e, JobError::Homeserver(h) if h.is_retryable());
                     tracing::warn!(
                         job.id = %failed.id,
                         attempts = failed.attempts,
                         retry_at = %failed.scheduled_at,
-                        retryable,
                         error = %message,
                         "homeserver job failed; will retry"
                     );

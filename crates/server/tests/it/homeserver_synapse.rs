@@ -209,7 +209,9 @@ async fn synapse_mas_api() {
 }
 
 /// A provisioning job scheduled while Synapse is down fails, is rescheduled
-/// with backoff, and reaches Synapse once it is back.
+/// with backoff, and reaches Synapse once it is back. Jobs Synapse refuses
+/// outright (400 for an invalid localpart, 404 for an unknown user) fail at
+/// their first attempt.
 #[tokio::test]
 async fn provisioning_job_survives_a_stopped_synapse() {
     let Some(venv) = synapse_venv("provisioning_job_survives_a_stopped_synapse") else {
@@ -301,4 +303,52 @@ async fn provisioning_job_survives_a_stopped_synapse() {
         synapse.sql("SELECT address FROM user_threepids WHERE user_id = '@carol:localhost'"),
         ["carol@example.org"]
     );
+
+    // Permanent refusals: no backoff.
+    let mut repo = repos.write().await.unwrap();
+    let invalid = jobs::schedule_provision_user(
+        &mut *repo,
+        &mut rng,
+        clock.as_ref(),
+        ProvisionUser {
+            localpart: "Not-Valid".to_owned(),
+            display_name: None,
+            emails: Vec::new(),
+            locked: false,
+        },
+    )
+    .await
+    .unwrap();
+    let unknown = jobs::schedule_delete_user(&mut *repo, &mut rng, clock.as_ref(), "nobody", false)
+        .await
+        .unwrap();
+    repo.save().await.unwrap();
+    let report = worker.run_once().await.unwrap();
+    assert_eq!(
+        (report.reserved, report.failed, report.rescheduled),
+        (2, 2, 0),
+        "{report:?}"
+    );
+    for (id, error) in [
+        (invalid.id, "rejects the localpart"),
+        (unknown.id, "no such user"),
+    ] {
+        let stored = repos
+            .read()
+            .await
+            .unwrap()
+            .jobs()
+            .lookup(id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((stored.status, stored.attempts), (JobStatus::Failed, 1));
+        assert!(
+            stored
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains(error)),
+            "{error:?} recorded: {stored:?}"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use vestibule_domain::{
     oauth2::ClientAuthMethod,
 };
 use vestibule_server::{
-    homeserver::{Homeserver, MockHomeserver, MockUser, ReadOnlyHomeserver},
+    homeserver::{Homeserver, HomeserverError, MockHomeserver, MockUser, ReadOnlyHomeserver},
     jobs::{self, HOMESERVER_MAX_ATTEMPTS, JobWorker, ProvisionUser, WorkerSettings},
 };
 use vestibule_storage::{RepositoryFactory, oauth2::ClientParams};
@@ -140,14 +140,16 @@ async fn worker_provisions_and_retries_while_the_homeserver_is_down() {
     }
 }
 
+/// A homeserver that stays down: the job backs off until it runs out of
+/// attempts, then it is failed for good and never runs again.
 #[tokio::test]
 async fn a_job_that_never_succeeds_ends_failed_after_max_attempts() {
     let db = TestDatabase::sqlite().await.unwrap();
     let mut s = Setup::new(&db);
     let hs = Arc::new(MockHomeserver::new("example.org"));
     let worker = s.worker(hs.clone());
-    // Synapse refuses upper-case localparts: every attempt is refused.
-    let job = s.provision("Not-Valid", "Nope").await;
+    hs.set_down(true);
+    let job = s.provision("alice", "Alice").await;
     let mut attempts = 0;
     loop {
         let report = worker.run_once().await.unwrap();
@@ -168,17 +170,162 @@ async fn a_job_that_never_succeeds_ends_failed_after_max_attempts() {
         stored
             .last_error
             .as_deref()
-            .is_some_and(|e| e.contains("localpart")),
+            .is_some_and(|e| e.contains("unavailable")),
         "{stored:?}"
     );
+    hs.set_down(false);
     s.clock.advance(chrono::Duration::days(1));
     assert_eq!(
         worker.run_once().await.unwrap().reserved,
         0,
         "a failed job is not run again"
     );
-    assert_eq!(hs.user("Not-Valid"), None);
+    assert_eq!(hs.user("alice"), None);
     db.cleanup().await;
+}
+
+/// The homeserver refusing the request itself (400 for a localpart it can
+/// never accept, 404 for a user it does not have, any other 400) and a
+/// payload that does not decode fail the job at the first attempt, with the
+/// error recorded; none of them runs again.
+#[tokio::test]
+async fn permanent_errors_fail_the_job_at_once() {
+    for db in databases().await {
+        let mut s = Setup::new(&db);
+        let hs = Arc::new(MockHomeserver::new("example.org"));
+        let worker = s.worker(hs.clone());
+
+        // 400 M_INVALID_USERNAME: Synapse refuses upper-case localparts.
+        let invalid = s.provision("Not-Valid", "Nope").await;
+        let mut repo = s.repos.write().await.unwrap();
+        // 404 M_NOT_FOUND: nobody to deactivate or reactivate.
+        let delete =
+            jobs::schedule_delete_user(&mut *repo, &mut s.rng, s.clock.as_ref(), "ghost", false)
+                .await
+                .unwrap();
+        let reactivate =
+            jobs::schedule_reactivate_user(&mut *repo, &mut s.rng, s.clock.as_ref(), "ghost")
+                .await
+                .unwrap();
+        // A payload this version cannot read.
+        let garbled = repo
+            .jobs()
+            .schedule(
+                &mut s.rng,
+                s.clock.as_ref(),
+                jobs::HOMESERVER_QUEUE,
+                serde_json::json!({"type": "no_such_job"}),
+                HOMESERVER_MAX_ATTEMPTS,
+                None,
+            )
+            .await
+            .unwrap();
+        repo.save().await.unwrap();
+
+        let report = worker.run_once().await.unwrap();
+        assert_eq!(
+            (report.reserved, report.failed, report.rescheduled),
+            (4, 4, 0),
+            "{report:?}"
+        );
+        for (id, error) in [
+            (invalid.id, "rejects the localpart"),
+            (delete.id, "no such user"),
+            (reactivate.id, "no such user"),
+            (garbled.id, "bad job payload"),
+        ] {
+            let stored = s.job(id).await;
+            assert_eq!(stored.status, JobStatus::Failed, "{stored:?}");
+            assert_eq!(stored.attempts, 1, "{stored:?}");
+            assert!(
+                stored
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains(error)),
+                "{error:?} recorded: {stored:?}"
+            );
+        }
+
+        // Any other 400 (here for a provisioning that would otherwise work).
+        hs.answer_with(Some(HomeserverError::BadRequest {
+            errcode: "M_BAD_JSON".to_owned(),
+            error: "Invalid JSON".to_owned(),
+        }));
+        let bad = s.provision("alice", "Alice").await;
+        let report = worker.run_once().await.unwrap();
+        assert_eq!((report.reserved, report.failed), (1, 1), "{report:?}");
+        let stored = s.job(bad.id).await;
+        assert_eq!((stored.status, stored.attempts), (JobStatus::Failed, 1));
+        assert!(
+            stored
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("M_BAD_JSON")),
+            "{stored:?}"
+        );
+
+        hs.answer_with(None);
+        s.clock.advance(chrono::Duration::days(1));
+        assert_eq!(
+            worker.run_once().await.unwrap().reserved,
+            0,
+            "a failed job is not run again"
+        );
+        // One attempt each (jobs scheduled in the same millisecond run in
+        // id order, not necessarily in the order they were scheduled).
+        let mut calls = hs.calls();
+        calls.sort();
+        assert_eq!(
+            calls,
+            [
+                "delete_user ghost",
+                "provision_user Not-Valid",
+                "reactivate_user ghost"
+            ]
+        );
+        db.cleanup().await;
+    }
+}
+
+/// 5xx, 429, a refused secret and unexpected answers are not the
+/// homeserver's verdict on the request: the job backs off and succeeds once
+/// the homeserver answers properly.
+#[tokio::test]
+async fn transient_errors_keep_backing_off() {
+    for db in databases().await {
+        let mut s = Setup::new(&db);
+        let hs = Arc::new(MockHomeserver::new("example.org"));
+        let worker = s.worker(hs.clone());
+        let job = s.provision("alice", "Alice").await;
+        let answers = [
+            HomeserverError::Unavailable("500 Internal Server Error".to_owned()),
+            HomeserverError::Unavailable("429 Too Many Requests M_LIMIT_EXCEEDED".to_owned()),
+            HomeserverError::Forbidden,
+            HomeserverError::Other("404 Not Found M_UNRECOGNIZED: Unrecognized request".to_owned()),
+        ];
+        for (n, answer) in (1_u32..).zip(answers) {
+            let expected = answer.to_string();
+            hs.answer_with(Some(answer));
+            let report = worker.run_once().await.unwrap();
+            assert_eq!(
+                (report.reserved, report.rescheduled, report.failed),
+                (1, 1, 0),
+                "{expected}: {report:?}"
+            );
+            let stored = s.job(job.id).await;
+            assert_eq!(stored.status, JobStatus::Scheduled, "{stored:?}");
+            assert_eq!(stored.attempts, n);
+            assert_eq!(stored.scheduled_at, s.clock.now() + retry_delay(n));
+            assert_eq!(stored.last_error.as_deref(), Some(expected.as_str()));
+            s.clock.advance(retry_delay(n));
+        }
+        hs.answer_with(None);
+        let report = worker.run_once().await.unwrap();
+        assert_eq!((report.reserved, report.completed), (1, 1), "{report:?}");
+        assert_eq!(s.job(job.id).await.status, JobStatus::Completed);
+        assert!(hs.user("alice").is_some());
+        db.cleanup().await;
+    }
 }
 
 #[tokio::test]
