@@ -2,6 +2,7 @@
 
 mod config_cmd;
 mod generate;
+mod import;
 mod manage;
 mod server_cmd;
 

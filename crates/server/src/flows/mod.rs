@@ -13,4 +13,5 @@ pub mod revocation;
 pub mod session;
 pub mod token;
 pub mod tokens;
+pub mod user_import;
 pub mod userinfo;
