@@ -52,7 +52,7 @@ enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Database(DatabaseCommand),
-    /// Manage users (register, passwords, lock, admin).
+    /// Manage users (register, passwords, lock, admin, bulk import, sessions).
     #[command(subcommand)]
     Manage(manage::ManageCommand),
 }

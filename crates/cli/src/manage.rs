@@ -60,8 +60,10 @@ pub enum ManageCommand {
     PromoteAdmin { username: String },
     /// Stop a user from requesting `urn:synapse:admin:*`.
     DemoteAdmin { username: String },
-    /// Create or update users in bulk from a CSV or JSON file (the
-    /// organisation's users, with their upstream identity).
+    /// Create or update users in bulk from a CSV or JSON file
+    ///
+    /// For migrating an organisation's users, pre-linked to their
+    /// identity at an upstream provider.
     ///
     /// Fields: `localpart` (required), `email`, `displayname`,
     /// `provider_id` (an `upstream_oauth2.providers[].id`) and `subject`
@@ -91,10 +93,11 @@ pub enum ManageCommand {
         #[arg(long)]
         dry_run: bool,
     },
-    /// End every session (apps, legacy logins, browsers) of a user or of
-    /// all users, e.g. after a migration. Accounts stay as they are; the
-    /// sessions' devices are removed from the homeserver by the server's
-    /// job worker (`sync_devices`).
+    /// End every session of a user or of all users.
+    ///
+    /// Apps (OAuth), legacy logins and browsers, e.g. after a migration.
+    /// Accounts stay as they are; the sessions' devices are removed from
+    /// the homeserver by the server's job worker (`sync_devices`).
     KillSessions {
         /// The user's localpart.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
