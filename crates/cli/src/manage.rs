@@ -360,7 +360,7 @@ async fn kill_sessions(
     };
     match (username, all) {
         (Some(username), false) => {
-            let mut repo = repos.write().await?;
+            let mut repo = open(repos, dry_run).await?;
             let user = find_user(&mut repo, username).await?;
             end(&mut repo, &user).await?;
             finish(repo, dry_run).await?;
@@ -368,7 +368,7 @@ async fn kill_sessions(
         (None, true) => {
             let mut after = None;
             loop {
-                let mut repo = repos.write().await?;
+                let mut repo = open(repos, dry_run).await?;
                 let page = repo.users().list(after, KILL_BATCH).await?;
                 let Some(last) = page.last() else {
                     repo.cancel().await?;
@@ -402,6 +402,15 @@ async fn kill_sessions(
         },
     );
     Ok(())
+}
+
+/// A write transaction, or a read one for a dry run.
+async fn open(repos: &dyn RepositoryFactory, dry_run: bool) -> anyhow::Result<BoxRepository> {
+    Ok(if dry_run {
+        repos.read().await?
+    } else {
+        repos.write().await?
+    })
 }
 
 /// Commits, or rolls back in a dry run.

@@ -508,6 +508,21 @@ fn imported_users_are_provisioned_by_the_worker() {
         "{out}"
     );
 
+    // A byte-order mark (spreadsheet exports) and CRLF line ends are fine.
+    let out = env.import(
+        &env.write(
+            "bom.csv",
+            "\u{feff}LocalPart,Email\r\ncarol,carol@example.org\r\n",
+        ),
+        &[],
+    );
+    out.assert_success();
+    assert!(
+        out.stdout
+            .contains("created carol: email carol@example.org"),
+        "{out}"
+    );
+
     // Unusable files are errors that say why.
     let out = env.import(&env.write("x.txt", "localpart\na\n"), &[]);
     out.assert_failure();
