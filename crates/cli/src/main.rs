@@ -2,6 +2,7 @@
 
 mod config_cmd;
 mod generate;
+mod import;
 mod manage;
 mod server_cmd;
 
@@ -51,7 +52,7 @@ enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Database(DatabaseCommand),
-    /// Manage users (register, passwords, lock, admin).
+    /// Manage users (register, passwords, lock, admin, bulk import, sessions).
     #[command(subcommand)]
     Manage(manage::ManageCommand),
 }

@@ -60,6 +60,55 @@ pub enum ManageCommand {
     PromoteAdmin { username: String },
     /// Stop a user from requesting `urn:synapse:admin:*`.
     DemoteAdmin { username: String },
+    /// Create or update users in bulk from a CSV or JSON file
+    ///
+    /// For migrating an organisation's users, pre-linked to their
+    /// identity at an upstream provider.
+    ///
+    /// Fields: `localpart` (required), `email`, `displayname`,
+    /// `provider_id` (an `upstream_oauth2.providers[].id`) and `subject`
+    /// (the user's `sub` at that provider; both or neither); any other
+    /// field is stored as an attribute of the user (e.g. `tenant_id`).
+    /// CSV: a header row naming the fields. JSON: an array of objects.
+    /// Blank values are absent.
+    ///
+    /// Idempotent: existing users are brought up to date (a new email
+    /// replaces their emails, the display name and attributes are set) and
+    /// a second run changes nothing. Created and changed users are
+    /// provisioned on the homeserver by the server's job worker. Invalid
+    /// rows are reported with their CSV line or JSON array index (0-based)
+    /// and skipped; the others are imported.
+    ///
+    /// Exit status: 0 when every row was valid, 1 when some rows were
+    /// skipped as invalid (the valid ones are still imported) or on an
+    /// error.
+    #[command(verbatim_doc_comment)]
+    ImportUsers {
+        /// The file to import.
+        file: PathBuf,
+        /// The file's format (default: from its extension, .csv or .json).
+        #[arg(long, value_enum)]
+        format: Option<crate::import::Format>,
+        /// Print what would change and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// End every session of a user or of all users.
+    ///
+    /// Apps (OAuth), legacy logins and browsers, e.g. after a migration.
+    /// Accounts stay as they are; the sessions' devices are removed from
+    /// the homeserver by the server's job worker (`sync_devices`).
+    KillSessions {
+        /// The user's localpart.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        username: Option<String>,
+        /// Every user.
+        #[arg(long)]
+        all: bool,
+        /// Count the sessions that would end and end none.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -124,7 +173,14 @@ pub async fn run(cmd: ManageCommand, config: &[PathBuf], data_dir: &Path) -> any
     let passwords = PasswordManager::from_config(&cfg.passwords)?;
     let storage = vestibule_server::bootstrap::connect(&cfg).await?;
     storage.migrate().await?;
-    let result = execute(cmd, &storage, &passwords, &cfg.matrix.homeserver).await;
+    let result = match cmd {
+        ManageCommand::ImportUsers {
+            file,
+            format,
+            dry_run,
+        } => crate::import::run(&cfg, &storage, &file, format, dry_run).await,
+        cmd => execute(cmd, &storage, &passwords, &cfg.matrix.homeserver).await,
+    };
     storage.close().await;
     result
 }
@@ -246,6 +302,14 @@ async fn execute(
         ManageCommand::DemoteAdmin { username } => {
             set_admin(repos, &username, false, &mxid).await?;
         }
+        ManageCommand::KillSessions {
+            username,
+            all,
+            dry_run,
+        } => kill_sessions(repos, username.as_deref(), all, dry_run, &mxid).await?,
+        ManageCommand::ImportUsers { .. } => {
+            unreachable!("import-users needs the whole config; run() handles it")
+        }
     }
     Ok(())
 }
@@ -264,6 +328,97 @@ async fn set_admin(
         println!("{} may now request admin access", mxid(username));
     } else {
         println!("{} may no longer request admin access", mxid(username));
+    }
+    Ok(())
+}
+
+/// Users per transaction for `kill-sessions --all`.
+const KILL_BATCH: u32 = 200;
+
+async fn kill_sessions(
+    repos: &dyn RepositoryFactory,
+    username: Option<&str>,
+    all: bool,
+    dry_run: bool,
+    mxid: &dyn Fn(&str) -> String,
+) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    let rng = &mut OsRng;
+    let mut total = account::EndedSessions::default();
+    let mut users = 0u64;
+    let mut end = async |repo: &mut BoxRepository, user: &User| -> anyhow::Result<()> {
+        let ended = if dry_run {
+            account::count_active_sessions(repo, user).await?
+        } else {
+            account::end_all_sessions(repo, &clock, &mut *rng, user).await?
+        };
+        if ended.total() > 0 {
+            users += 1;
+            total.add(ended);
+        }
+        Ok(())
+    };
+    match (username, all) {
+        (Some(username), false) => {
+            let mut repo = open(repos, dry_run).await?;
+            let user = find_user(&mut repo, username).await?;
+            end(&mut repo, &user).await?;
+            finish(repo, dry_run).await?;
+        }
+        (None, true) => {
+            let mut after = None;
+            loop {
+                let mut repo = open(repos, dry_run).await?;
+                let page = repo.users().list(after, KILL_BATCH).await?;
+                let Some(last) = page.last() else {
+                    repo.cancel().await?;
+                    break;
+                };
+                after = Some(last.id);
+                for user in &page {
+                    end(&mut repo, user).await?;
+                }
+                finish(repo, dry_run).await?;
+            }
+        }
+        _ => bail!("give a username or --all"),
+    }
+    let whose = match username {
+        Some(u) => mxid(u),
+        None => format!("{users} user(s)"),
+    };
+    println!(
+        "{} {} app session(s), {} legacy session(s) and {} browser session(s) of {whose}{}",
+        if dry_run { "Would end" } else { "Ended" },
+        total.oauth_sessions,
+        total.compat_sessions,
+        total.browser_sessions,
+        if dry_run {
+            " (dry run, nothing was written)"
+        } else if total.oauth_sessions + total.compat_sessions > 0 {
+            "; their devices leave the homeserver when the server's job worker runs"
+        } else {
+            ""
+        },
+    );
+    Ok(())
+}
+
+/// A write transaction, or a read one for a dry run.
+async fn open(repos: &dyn RepositoryFactory, dry_run: bool) -> anyhow::Result<BoxRepository> {
+    Ok(if dry_run {
+        repos.read().await?
+    } else {
+        repos.write().await?
+    })
+}
+
+/// Commits, or rolls back in a dry run.
+async fn finish(repo: BoxRepository, dry_run: bool) -> anyhow::Result<()> {
+    if dry_run {
+        repo.cancel().await?;
+    } else {
+        repo.save().await?;
     }
     Ok(())
 }

@@ -10,7 +10,8 @@ use vestibule_domain::{
 };
 use vestibule_keys::{Encrypter, Keystore, PrivateKey};
 use vestibule_storage::{
-    RepositoryFactory, StorageError, oauth2::ClientParams, upstream::UpstreamProviderParams,
+    BoxRepository, RepositoryFactory, StorageError, oauth2::ClientParams,
+    upstream::UpstreamProviderParams,
 };
 use vestibule_storage_sql::{PoolSettings, SqlStorage};
 
@@ -211,6 +212,21 @@ pub async fn sync_config(
             .upsert_static(clock, id, params)
             .await?;
     }
+    sync_upstream_providers(&mut repo, cfg, clock).await?;
+    repo.save().await?;
+    Ok(())
+}
+
+/// Writes the upstream providers of the config into the database, in the
+/// caller's transaction (re-enabling them), disables those that left the
+/// config, and returns the configured ids in config order. Part of
+/// [`sync_config`]; also used alone by `manage import-users --dry-run`,
+/// which rolls its transactions back.
+pub async fn sync_upstream_providers(
+    repo: &mut BoxRepository,
+    cfg: &Config,
+    clock: &dyn Clock,
+) -> Result<Vec<Ulid>, BootstrapError> {
     let mut keep = Vec::new();
     for (i, p) in cfg.upstream_oauth2.providers.iter().enumerate() {
         let id = Ulid::from_string(&p.id.to_uppercase())
@@ -231,8 +247,7 @@ pub async fn sync_config(
     repo.upstream_providers()
         .disable_all_except(clock, &keep)
         .await?;
-    repo.save().await?;
-    Ok(())
+    Ok(keep)
 }
 
 /// `rand` wants a sized `CryptoRng`; this adapts the `dyn RngCore` we pass

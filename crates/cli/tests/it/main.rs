@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers")]
 
 mod config;
+mod import;
 mod listener;
 mod manage;
 mod postgres;

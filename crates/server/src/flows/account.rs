@@ -257,3 +257,75 @@ pub async fn unlock(
     provisioning::schedule_reprovision(&mut **repo, rng, clock, &user).await?;
     Ok(user)
 }
+
+/// The user's sessions that [`end_all_sessions`] ended (or, counted by
+/// [`count_active_sessions`], would end).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndedSessions {
+    pub oauth_sessions: u64,
+    pub compat_sessions: u64,
+    pub browser_sessions: u64,
+}
+
+impl EndedSessions {
+    pub fn total(&self) -> u64 {
+        self.oauth_sessions + self.compat_sessions + self.browser_sessions
+    }
+
+    pub fn add(&mut self, other: Self) {
+        self.oauth_sessions += other.oauth_sessions;
+        self.compat_sessions += other.compat_sessions;
+        self.browser_sessions += other.browser_sessions;
+    }
+}
+
+/// Ends every session of a user and keeps the account as it is (`manage
+/// kill-sessions`, the session-invalidation step of a migration): OAuth
+/// sessions with all their tokens, compat sessions, browser sessions. When a
+/// session with a Matrix device ended, one `sync_devices` job is scheduled
+/// in this transaction; it removes those devices from the homeserver (the
+/// durable path: the caller may be another process than the server, whose
+/// worker runs the job).
+pub async fn end_all_sessions(
+    repo: &mut BoxRepository,
+    clock: &dyn Clock,
+    rng: &mut (dyn RngCore + Send),
+    user: &User,
+) -> Result<EndedSessions, StorageError> {
+    let mut ended = EndedSessions::default();
+    let mut had_device = false;
+    let sessions = repo.oauth2_sessions().list_active_for_user(user).await?;
+    for session in sessions {
+        had_device |= session_device_id(&session).is_some();
+        revoke_oauth_session(repo, clock, session).await?;
+        ended.oauth_sessions += 1;
+    }
+    ended.compat_sessions = repo
+        .compat_sessions()
+        .finish_all_for_user(clock, user)
+        .await?;
+    ended.browser_sessions = repo
+        .browser_sessions()
+        .finish_all_for_user(clock, user)
+        .await?;
+    if had_device || ended.compat_sessions > 0 {
+        jobs::schedule_sync_devices(&mut **repo, rng, clock, user.id).await?;
+    }
+    Ok(ended)
+}
+
+/// What [`end_all_sessions`] would end, without ending anything.
+pub async fn count_active_sessions(
+    repo: &mut BoxRepository,
+    user: &User,
+) -> Result<EndedSessions, StorageError> {
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let oauth = repo.oauth2_sessions().list_active_for_user(user).await?;
+    let compat = repo.compat_sessions().list_active_for_user(user).await?;
+    let browser = repo.browser_sessions().list_active_for_user(user).await?;
+    Ok(EndedSessions {
+        oauth_sessions: count(oauth.len()),
+        compat_sessions: count(compat.len()),
+        browser_sessions: count(browser.len()),
+    })
+}

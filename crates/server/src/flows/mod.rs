@@ -14,4 +14,5 @@ pub mod session;
 pub mod token;
 pub mod tokens;
 pub mod upstream_link;
+pub mod user_import;
 pub mod userinfo;
