@@ -173,14 +173,7 @@ pub async fn run(cmd: ManageCommand, config: &[PathBuf], data_dir: &Path) -> any
     let passwords = PasswordManager::from_config(&cfg.passwords)?;
     let storage = vestibule_server::bootstrap::connect(&cfg).await?;
     storage.migrate().await?;
-    let result = match cmd {
-        ManageCommand::ImportUsers {
-            file,
-            format,
-            dry_run,
-        } => crate::import::run(&cfg, &storage, &file, format, dry_run).await,
-        cmd => execute(cmd, &storage, &passwords, &cfg.matrix.homeserver).await,
-    };
+    let result = execute(cmd, &storage, &passwords, &cfg).await;
     storage.close().await;
     result
 }
@@ -189,8 +182,9 @@ async fn execute(
     cmd: ManageCommand,
     repos: &dyn RepositoryFactory,
     passwords: &PasswordManager,
-    homeserver: &str,
+    cfg: &vestibule_config::Config,
 ) -> anyhow::Result<()> {
+    let homeserver = cfg.matrix.homeserver.as_str();
     let clock = SystemClock;
     let rng = &mut OsRng;
     let mxid = |u: &str| format!("@{u}:{homeserver}");
@@ -307,9 +301,11 @@ async fn execute(
             all,
             dry_run,
         } => kill_sessions(repos, username.as_deref(), all, dry_run, &mxid).await?,
-        ManageCommand::ImportUsers { .. } => {
-            unreachable!("import-users needs the whole config; run() handles it")
-        }
+        ManageCommand::ImportUsers {
+            file,
+            format,
+            dry_run,
+        } => crate::import::run(cfg, repos, &file, format, dry_run).await?,
     }
     Ok(())
 }

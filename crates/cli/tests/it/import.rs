@@ -262,7 +262,7 @@ fn import_story(postgres: bool, n: usize) {
 
     // The import: valid rows in, invalid ones reported by line, exit 1.
     let out = env.import(&file, &[]);
-    out.assert_failure();
+    assert_eq!(out.status.code(), Some(1), "{out}");
     assert!(
         out.stdout
             .contains(&format!("{n} created, 0 updated, 0 unchanged, 5 invalid")),
@@ -523,10 +523,15 @@ fn imported_users_are_provisioned_by_the_worker() {
         "{out}"
     );
 
-    // Unusable files are errors that say why.
-    let out = env.import(&env.write("x.txt", "localpart\na\n"), &[]);
+    // Unusable files are errors that say why; --format overrides the
+    // extension.
+    let txt = env.write("x.txt", "localpart\ndave\n");
+    let out = env.import(&txt, &[]);
     out.assert_failure();
     assert!(out.stderr.contains("--format csv"), "{out}");
+    let out = env.import(&txt, &["--format", "csv"]);
+    out.assert_success();
+    assert!(out.stdout.contains("1 created"), "{out}");
     let out = env.import(&env.write("h.csv", "email\na@b.c\n"), &[]);
     out.assert_failure();
     assert!(out.stderr.contains("no `localpart` column"), "{out}");
