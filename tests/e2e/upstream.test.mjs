@@ -83,8 +83,22 @@ function idpConfig(vestibulePort, { idTokenClaims = true, backchannel = false } 
   return { clients: [client], users: Object.values(USERS), idTokenClaims, password: IDP_PASSWORD };
 }
 
-/** IdP + Vestibule (+ Synapse and nginx) wired together. */
-async function startUpstreamStack({ engine = 'sqlite', synapse = true, idTokenClaims = true, backchannel = false, addLines = [] } = {}) {
+/**
+ * IdP + Vestibule (+ Synapse and nginx) wired together. Vestibule's port is
+ * chosen before it starts (the IdP must know our callback URL); when another
+ * process took it meanwhile, start again on new ports.
+ */
+async function startUpstreamStack(opts = {}) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startUpstreamStackOnce(opts);
+    } catch (e) {
+      if (attempt >= 3 || !/Address already in use|EADDRINUSE/.test(e.message)) throw e;
+    }
+  }
+}
+
+async function startUpstreamStackOnce({ engine = 'sqlite', synapse = true, idTokenClaims = true, backchannel = false, addLines = [] } = {}) {
   const vestibulePort = await freePort();
   const idp = await startIdp(idpConfig(vestibulePort, { idTokenClaims, backchannel }));
   const opts = { engine, extraYaml: seedUpstreamYaml(idp.issuer, addLines), env: { OPENMEET_CLIENT_SECRET: CLIENT_SECRET } };
@@ -349,6 +363,9 @@ test('claims only at userinfo: fetch_userinfo imports them, without it the requi
     assert.equal(await page.locator('input[name=displayname]').inputValue(), dana.name);
     assert.match(await page.content(), new RegExp(dana.email.replace('.', '\\.')));
     assert.equal((await page.locator('.attribute').textContent()).trim(), dana.tenant_id);
+    // A callback whose state is not one this browser started is refused.
+    const forged = await page.goto(new URL(`upstream/callback/${PROVIDER_ID}?code=forged&state=not-ours`, withUserinfo.server.issuer).toString());
+    assert.equal(forged.status(), 400, 'state mismatch refused');
     await context.close();
 
     // The seed as is (no fetch_userinfo): the ID token has no
@@ -502,6 +519,7 @@ test('import-users: 10 000 rows, invalid rows by line, idempotent, imported IdP 
     const { client } = await m.finish(back);
     assert.equal((await client.whoami()).user_id, '@carol.imported:localhost');
     assert.equal(server.sql("SELECT COUNT(*) FROM users WHERE username = 'carol'"), '0', 'no account from preferred_username');
+    assert.equal(server.sql("SELECT a.value FROM user_attributes a JOIN users u ON u.id = a.user_id WHERE u.username = 'carol.imported' AND a.name = 'tenant_id'"), carol.tenant_id);
     await context.close();
   } catch (e) {
     console.error(stack.logs().slice(-20000));
