@@ -19,7 +19,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -39,8 +39,11 @@ Promise.withResolvers ??= function withResolvers() {
 
 const ARTIFACTS = resolve(process.env.VESTIBULE_ARTIFACTS ?? join(import.meta.dirname, '..', '..', 'artifacts'));
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const SEED = resolve(import.meta.dirname, '..', '..', '..', 'shared', 'fixtures', 'seed-mas-config.yaml');
-const SEED_PATH = process.env.VESTIBULE_SEED_CONFIG ?? SEED;
+// The seed config: the repository's verbatim copy of the design document's
+// file (the config crate's tests load it too); where the shared original is
+// present, the two must not have drifted apart.
+const SEED_PATH = resolve(import.meta.dirname, '..', '..', 'crates', 'config', 'tests', 'fixtures', 'seed-mas-config.yaml');
+const SHARED_SEED = resolve(import.meta.dirname, '..', '..', '..', 'shared', 'fixtures', 'seed-mas-config.yaml');
 const PROVIDER_ID = '01JAYS74TCG3BTWKADN5Q4518C';
 const CLIENT_SECRET = randomBytes(24).toString('hex');
 const IDP_PASSWORD = 'idp password';
@@ -57,6 +60,7 @@ const USERS = {
  */
 function seedUpstreamYaml(issuer, addLines = []) {
   const seed = readFileSync(SEED_PATH, 'utf8');
+  if (existsSync(SHARED_SEED)) assert.equal(seed, readFileSync(SHARED_SEED, 'utf8'), 'the repository copy of the seed is the original');
   const m = /^upstream_oauth2:\n(?:[ \t].*\n|\n)*/m.exec(seed);
   assert.ok(m, 'the seed has an upstream_oauth2 section');
   const block = m[0];
