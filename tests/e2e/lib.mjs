@@ -33,11 +33,21 @@ function psql(sql) {
  * A running vestibule on a free port, on SQLite or PostgreSQL, with one user.
  * Returns { issuer, config, matrixSecret, stop() }.
  */
-export async function startVestibule({ engine, username = 'alice', password = 'correct horse battery staple', port: fixedPort, matrix }) {
+export async function startVestibule({ engine, username = 'alice', password = 'correct horse battery staple', port: fixedPort, matrix, extraYaml, env: extraEnv = {} }) {
   const dir = mkdtempSync(join(tmpdir(), `vestibule-e2e-${engine}-`));
   const port = fixedPort ?? await freePort();
   const config = join(dir, 'config.yaml');
   run(['config', 'generate', '-o', config]);
+  // A second config file merged over the generated one (e.g. an
+  // `upstream_oauth2` section), and the environment its `${VAR}`s need.
+  const configArgs = ['-c', config];
+  if (extraYaml) {
+    const extra = join(dir, 'extra.yaml');
+    writeFileSync(extra, extraYaml);
+    configArgs.push('-c', extra);
+  }
+  const env = { ...process.env, ...extraEnv };
+  const cli = (args, opts = {}) => run([...configArgs, ...args], { env, ...opts });
   let dbName = null;
   let uri;
   if (engine === 'postgres') {
@@ -63,10 +73,10 @@ export async function startVestibule({ engine, username = 'alice', password = 'c
   }
   writeFileSync(config, yaml);
   const matrixSecret = /secret: ([0-9a-f]{64})/.exec(yaml.split('matrix:')[1])[1];
-  run(['-c', config, 'database', 'migrate']);
-  run(['-c', config, 'manage', 'register-user', username, '--password', password]);
+  cli(['database', 'migrate']);
+  cli(['manage', 'register-user', username, '--password', password]);
 
-  const child = spawn(BIN, ['-c', config, 'server'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(BIN, [...configArgs, 'server'], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stdout = '';
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; });
@@ -82,9 +92,19 @@ export async function startVestibule({ engine, username = 'alice', password = 'c
   return {
     issuer,
     config,
+    configArgs,
+    env,
+    engine,
     matrixSecret,
     username,
     password,
+    /** Runs the CLI with this server's config files and environment. */
+    cli,
+    /** One SQL query against the server's database; rows as text, `|`-separated. */
+    sql(query) {
+      if (engine === 'postgres') return execFileSync('psql', ['-X', '-q', '-A', '-t', '-d', uri, '-c', query], { encoding: 'utf8' }).trim();
+      return execFileSync('sqlite3', [uri.replace(/^sqlite:\/\//, ''), query], { encoding: 'utf8' }).trim();
+    },
     logs: () => `${stdout}\n${stderr}`,
     async stop() {
       const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -336,15 +356,17 @@ http {
 }
 
 /** Vestibule + Synapse + nginx, wired together. */
-export async function startStack({ engine = 'sqlite' } = {}) {
+export async function startStack({ engine = 'sqlite', vestibulePort: fixedPort, extraYaml, env } = {}) {
   const { randomBytes } = await import('node:crypto');
   const synapsePort = await freePort();
-  const vestibulePort = await freePort();
+  const vestibulePort = fixedPort ?? await freePort();
   const proxyPort = await freePort();
   const secret = randomBytes(32).toString('hex');
   const server = await startVestibule({
     engine,
     port: vestibulePort,
+    extraYaml,
+    env,
     matrix: { homeserver: 'localhost', endpoint: `http://127.0.0.1:${synapsePort}/`, secret },
   });
   let synapse;
@@ -366,6 +388,37 @@ export async function startStack({ engine = 'sqlite' } = {}) {
       await proxy.stop();
       await synapse.stop();
       return server.stop();
+    },
+  };
+}
+
+/**
+ * The organisation's IdP: `idp.mjs` (oidc-provider 9) with this JSON config
+ * (see its header). Ready once it printed its issuer.
+ */
+export async function startIdp(config) {
+  const child = spawn(process.execPath, [join(import.meta.dirname, 'idp.mjs'), JSON.stringify(config)],
+    { cwd: import.meta.dirname, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  const issuer = await new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`idp not ready in 20 s:\n${stderr}`)), 20_000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const nl = out.indexOf('\n');
+      if (nl >= 0) { clearTimeout(timer); resolve(JSON.parse(out.slice(0, nl)).issuer); }
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`idp exited (${code}):\n${stderr}`)); });
+  });
+  return {
+    issuer,
+    logs: () => stderr,
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
     },
   };
 }
