@@ -314,11 +314,13 @@ async function firstLogin(engine, { more = false } = {}) {
     const m3 = await matrixClient(synapse.url, target.uri, 'UPSTREAMDEV3');
     const context3 = await browser.newContext();
     const page3 = await context3.newPage();
-    await signInAtIdp(page3, { startUrl: m3.authUrl, idp, login: USERS.bob.preferred_username });
-    await page3.locator('h1', { hasText: 'Create your account' }).waitFor();
-    assert.equal((await page3.locator('#localpart').textContent()).trim(), 'bob');
-    const [conflict] = await Promise.all([page3.waitForNavigation(), page3.locator('button[type=submit]', { hasText: 'Create account' }).click()]);
-    assert.equal(conflict.status(), 409);
+    // The localpart is required from the IdP and taken: the link page says
+    // so at once (409), before any form.
+    const bobAtIdp = await signInAtIdp(page3, { startUrl: m3.authUrl, idp, login: USERS.bob.preferred_username });
+    await page3.locator('[role=alert]').waitFor();
+    bobAtIdp.done();
+    assert.deepEqual(bobAtIdp.linkStatuses, [409]);
+    assert.equal(await page3.locator('h1', { hasText: 'Create your account' }).count(), 0);
     const text = await page3.locator('[role=alert]').textContent();
     assert.match(text, /@bob:localhost belongs to an existing account/);
     assert.match(text, /was NOT linked/);

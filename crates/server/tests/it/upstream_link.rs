@@ -506,12 +506,14 @@ async fn suggested_localpart_is_editable_and_taken_names_are_refused() {
 async fn on_conflict_fail_never_takes_over_a_local_account() {
     for db in databases().await {
         let u = Ux::on(db, |_| {}).await;
-        let alice = add_user(&u.t.state, "alice", PASSWORD).await;
         let mut b = u.browser();
         let (id, link) = u.completed(alice_claims(), None, None).await;
         u.admit(&mut b, id);
+        // The form is shown while the name is free; a local alice appears
+        // before the submit, which checks again in its transaction.
         let page = b.get(&link_path(id)).await;
         let csrf = page.csrf();
+        let alice = add_user(&u.t.state, "alice", PASSWORD).await;
         let r = b
             .post(
                 &link_path(id),
@@ -529,6 +531,10 @@ async fn on_conflict_fail_never_takes_over_a_local_account() {
             r.body.contains(r#"href="https://auth.example.org/""#),
             "a way back"
         );
+        // Coming back, the page says so at once, before any form.
+        let again = b.get(&link_path(id)).await;
+        assert_page(&again, StatusCode::CONFLICT, "NOT linked");
+        assert!(!again.body.contains("Create account"), "{}", again.body);
         assert_eq!(u.signed_in_as(&mut b).await, None);
         assert!(u.links_of(&alice).await.is_empty());
         assert_eq!(u.link(link.id).await.user_id, None);

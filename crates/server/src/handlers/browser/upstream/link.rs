@@ -23,7 +23,7 @@ use axum::{
     response::Response,
 };
 use minijinja::context;
-use vestibule_config::UpstreamProviderConfig;
+use vestibule_config::{OnConflict, UpstreamProviderConfig};
 use vestibule_domain::{
     Ulid,
     browser_session::BrowserSession,
@@ -388,6 +388,31 @@ pub(super) async fn get(
                 Ok(i) => i,
                 Err(r) => return r,
             };
+            // A fixed localpart that belongs to an existing account, with
+            // `on_conflict: fail`, can never succeed: say so now rather than
+            // after the form (the POST checks again in its transaction).
+            if let Some(localpart) = i.localpart.value.as_deref().filter(|_| {
+                i.localpart.is_fixed()
+                    && l.provider.claims_imports.localpart.on_conflict == OnConflict::Fail
+            }) {
+                let taken = match state.repos.read().await {
+                    Ok(mut repo) => repo.users().find_by_username(localpart).await,
+                    Err(e) => Err(e),
+                };
+                match taken {
+                    Ok(Some(_)) => {
+                        return link_error(
+                            &state,
+                            &l,
+                            &LinkError::ExistingAccount {
+                                localpart: localpart.to_owned(),
+                            },
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(e) => return internal(&state, &e),
+                }
+            }
             if l.provider.claims_imports.skip_confirmation && i.nothing_to_ask() {
                 let account = new_account(&l, &i, &BTreeMap::new());
                 return match account {
