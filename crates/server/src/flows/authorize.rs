@@ -132,15 +132,22 @@ pub fn error_params(
 
 /// Whether `user` may be granted `urn:synapse:admin:*`: promoted with
 /// `can_request_admin`, or listed in `policy.data.admin_users` (as a
-/// localpart or a full MXID on our homeserver) — MAS's default policy.
-pub fn may_request_admin(config: &Config, user: &User) -> bool {
+/// localpart or a full MXID on our homeserver) — MAS's default policy —
+/// or (a Vestibule extension) holding a user attribute listed in
+/// `policy.data.admin_attributes`, e.g. `{"tenant_id": ["ops"]}`: the
+/// attributes imported from an upstream provider's claims or by
+/// `manage import-users` are what the policy sees of the organisation.
+pub async fn may_request_admin(
+    config: &Config,
+    repo: &mut BoxRepository,
+    user: &User,
+) -> Result<bool, StorageError> {
     if user.can_request_admin {
-        return true;
+        return Ok(true);
     }
+    let data = &config.policy.data;
     let mxid = format!("@{}:{}", user.username, config.matrix.homeserver);
-    config
-        .policy
-        .data
+    let listed = data
         .get("admin_users")
         .and_then(serde_json::Value::as_array)
         .is_some_and(|users| {
@@ -148,7 +155,25 @@ pub fn may_request_admin(config: &Config, user: &User) -> bool {
                 .iter()
                 .filter_map(serde_json::Value::as_str)
                 .any(|u| u == user.username || u == mxid)
+        });
+    if listed {
+        return Ok(true);
+    }
+    let Some(wanted) = data
+        .get("admin_attributes")
+        .and_then(serde_json::Value::as_object)
+        .filter(|w| !w.is_empty())
+    else {
+        return Ok(false);
+    };
+    let attributes = repo.user_attributes().all(user).await?;
+    Ok(wanted.iter().any(|(name, values)| {
+        attributes.get(name).is_some_and(|have| match values {
+            serde_json::Value::Array(vs) => vs.iter().any(|v| v.as_str() == Some(have)),
+            serde_json::Value::String(v) => v == have,
+            _ => false,
         })
+    }))
 }
 
 /// The requested scopes in plain words, for the consent page.
@@ -364,7 +389,7 @@ pub async fn start(
         if auth_need(now, None, max_age, s.last_auth_at, now) != AuthNeed::Satisfied {
             return fail(ErrorCode::LoginRequired, "the user must sign in again");
         }
-        if scope.has_synapse_admin() && !may_request_admin(config, &s.user) {
+        if scope.has_synapse_admin() && !may_request_admin(config, repo, &s.user).await? {
             return fail(
                 ErrorCode::AccessDenied,
                 "the user may not request administrator access",

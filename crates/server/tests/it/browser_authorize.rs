@@ -455,6 +455,52 @@ async fn admin_scope_only_for_admins() {
     t.db.cleanup().await;
 }
 
+/// Vestibule extension: `policy.data.admin_attributes` lets the policy see
+/// user attributes (imported from upstream claims or by import-users).
+#[tokio::test]
+async fn admin_scope_by_user_attribute() {
+    let t = TestApp::with_config(ISS, |c| {
+        c.policy.data = serde_json::json!({ "admin_attributes": { "tenant_id": ["ops"] } });
+    })
+    .await;
+    let ops = add_user(&t.state, "olga", PASSWORD).await;
+    let blue = add_user(&t.state, "bert", PASSWORD).await;
+    {
+        let mut repo = t.state.repos.write().await.unwrap();
+        let clock = t.state.clock.clone();
+        repo.user_attributes()
+            .set(clock.as_ref(), &ops, "tenant_id", "ops")
+            .await
+            .unwrap();
+        repo.user_attributes()
+            .set(clock.as_ref(), &blue, "tenant_id", "blue")
+            .await
+            .unwrap();
+        repo.save().await.unwrap();
+    }
+    let c = add_client(&t.state, ClientAuthMethod::None, &[CB]).await;
+    let scope = "urn:matrix:client:api:* urn:synapse:admin:*";
+    for (user, allowed) in [("bert", false), ("olga", true)] {
+        let mut b = Browser::new(&t);
+        let r = b
+            .get(&authorize_uri(&c.client_id, CB, &[("scope", scope)]))
+            .await;
+        let consent = b.path_of(r.location().unwrap());
+        let grant = consent.trim_start_matches("/consent/").to_owned();
+        b.login(user, PASSWORD, Some(&grant)).await;
+        let r = b.get(&consent).await;
+        if allowed {
+            assert_eq!(r.status, StatusCode::OK, "{user}");
+            assert!(r.body.contains("Access the homeserver as an administrator"));
+        } else {
+            assert_eq!(r.status, StatusCode::SEE_OTHER, "{user}");
+            let p = params_of(r.location().unwrap(), false);
+            assert_eq!(p["error"], "access_denied", "{p:?}");
+        }
+    }
+    t.db.cleanup().await;
+}
+
 #[tokio::test]
 async fn post_authorize_works_like_get() {
     let (t, cid) = setup().await;

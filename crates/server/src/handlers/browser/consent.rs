@@ -44,6 +44,27 @@ struct Ready {
     code: String,
 }
 
+/// Whether the grant asks for `urn:synapse:admin:*` and the user may not
+/// have it (checked when the page is shown and again on submit).
+async fn admin_refused(
+    state: &AppState,
+    repo: &mut BoxRepository,
+    ready: &Ready,
+) -> Result<bool, Response> {
+    if !ready
+        .grant
+        .scope
+        .split(' ')
+        .any(|s| s == "urn:synapse:admin:*")
+    {
+        return Ok(false);
+    }
+    authorize::may_request_admin(&state.config, repo, &ready.user)
+        .await
+        .map(|may| !may)
+        .map_err(|e| internal(state, &e))
+}
+
 /// Loads and checks the grant, the code cookie and the session. `Err` is
 /// the response to send instead (error page, login redirect, or an error
 /// redirect to the client).
@@ -175,13 +196,11 @@ pub async fn get(
         Ok(r) => r,
         Err(r) => return r,
     };
-    if ready
-        .grant
-        .scope
-        .split(' ')
-        .any(|s| s == "urn:synapse:admin:*")
-        && !authorize::may_request_admin(&state.config, &ready.user)
-    {
+    let refused = match admin_refused(&state, &mut repo, &ready).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if refused {
         return deny(
             &state,
             repo,
@@ -249,13 +268,11 @@ pub async fn post(
     if form.action.as_deref() != Some("allow") {
         return deny(&state, repo, &headers, ready, "the user denied the request").await;
     }
-    if ready
-        .grant
-        .scope
-        .split(' ')
-        .any(|s| s == "urn:synapse:admin:*")
-        && !authorize::may_request_admin(&state.config, &ready.user)
-    {
+    let refused = match admin_refused(&state, &mut repo, &ready).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if refused {
         return deny(
             &state,
             repo,
