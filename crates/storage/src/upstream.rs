@@ -31,6 +31,21 @@ pub trait UpstreamProviderRepository: Send {
         keep: &[Ulid],
     ) -> Result<u64, StorageError>;
     async fn all_enabled(&mut self) -> Result<Vec<UpstreamProvider>, StorageError>;
+    /// Records that `provider` sent a logout token with `jti`, remembered
+    /// until `expires_at` (the token's `exp`): OpenID Connect Back-Channel
+    /// Logout 1.0 §2.6 item 10 (refuse a `jti` already seen). Compare-and-
+    /// set: a `jti` already recorded for the provider (a replay, or the
+    /// loser of two parallel deliveries) is [`StorageError::ConcurrentUpdate`],
+    /// and the transaction stays usable.
+    async fn record_logout_jti(
+        &mut self,
+        provider: &UpstreamProvider,
+        jti: &str,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StorageError>;
+    /// Forgets the logout `jti`s whose token has expired (the `exp` check
+    /// refuses them anyway). Returns how many.
+    async fn remove_expired_logout_jtis(&mut self, clock: &dyn Clock) -> Result<u64, StorageError>;
 }
 
 #[async_trait]

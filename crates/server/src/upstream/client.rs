@@ -32,6 +32,9 @@ const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 /// Clock skew tolerated on `exp`/`iat`/`nbf` (OIDC Core §3.1.3.7 items 9–10
 /// leave it to the client; a minute is common practice).
 const LEEWAY_SECONDS: i64 = 60;
+/// Logout tokens issued longer ago than this (plus the leeway) are
+/// refused (Back-Channel Logout 1.0 §2.6 item 10).
+const MAX_LOGOUT_TOKEN_AGE_SECONDS: i64 = 5 * 60;
 /// Timeout of every request to the provider.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Responses larger than this are refused (metadata, keys, tokens).
@@ -263,6 +266,10 @@ pub struct TokenResponse {
 pub struct LogoutToken {
     pub sub: Option<String>,
     pub sid: Option<String>,
+    /// Unique per token (§2.4); recorded until `exp` against replays
+    /// (§2.6 item 10).
+    pub jti: String,
+    pub exp: DateTime<Utc>,
 }
 
 impl UpstreamClient {
@@ -695,6 +702,23 @@ impl UpstreamClient {
         now: DateTime<Utc>,
     ) -> Result<LogoutToken, UpstreamError> {
         const W: &str = "logout token";
+        // §2.4: "Logout Tokens MUST be signed": whatever the ID token
+        // algorithm is configured to, an unsigned one is never accepted
+        // (config validation refuses `none` with back-channel logout on).
+        if provider.id_token_signed_response_alg == JwsAlg::None {
+            return Err(invalid(W, "unsigned logout tokens are not accepted"));
+        }
+        let header =
+            vestibule_keys::peek_jws_header(token).map_err(|_| invalid(W, "it is not a JWT"))?;
+        // §2.4 / RFC 8725 §3.11: when typed, the type is `logout+jwt`
+        // (RFC 7515 §4.1.9: the `application/` prefix may be present, and
+        // media types compare case-insensitively).
+        if let Some(typ) = header.get("typ") {
+            let typ = typ.as_str().unwrap_or("").to_ascii_lowercase();
+            if typ != "logout+jwt" && typ != "application/logout+jwt" {
+                return Err(invalid(W, "its typ is not logout+jwt"));
+            }
+        }
         // §2.6 item 3: as an ID token's signature (OIDC Core §3.1.3.7 6–8).
         let claims = self
             .verify_jws(
@@ -718,19 +742,30 @@ impl UpstreamClient {
         if iat > now + LEEWAY_SECONDS {
             return Err(invalid(W, "it was issued in the future"));
         }
-        if let Some(exp) = claims.get("exp")
-            && exp.as_i64().is_none_or(|exp| exp + LEEWAY_SECONDS < now)
-        {
+        // §2.6 item 10 lets the RP refuse tokens issued too far in the
+        // past: that bounds how long a jti must be remembered.
+        if iat + MAX_LOGOUT_TOKEN_AGE_SECONDS + LEEWAY_SECONDS < now {
+            return Err(invalid(W, "it was issued too long ago"));
+        }
+        // §2.4 (as amended by the 2023 errata set): `exp` is REQUIRED.
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| invalid(W, "exp is missing"))?;
+        if exp + LEEWAY_SECONDS < now {
             return Err(invalid(W, "it has expired"));
         }
         // §2.4: jti REQUIRED.
-        if claims
+        let jti = claims
             .get("jti")
             .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            return Err(invalid(W, "jti is missing"));
+            .filter(|j| !j.is_empty())
+            .ok_or_else(|| invalid(W, "jti is missing"))?
+            .to_owned();
+        if jti.len() > 255 {
+            return Err(invalid(W, "jti is too long"));
         }
+        let exp = DateTime::from_timestamp(exp, 0).ok_or_else(|| invalid(W, "exp is invalid"))?;
         // Item 5–6: sub and/or sid.
         let sub = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
         let sid = claims.get("sid").and_then(Value::as_str).map(str::to_owned);
@@ -750,7 +785,7 @@ impl UpstreamClient {
         if claims.contains_key("nonce") {
             return Err(invalid(W, "it carries a nonce"));
         }
-        Ok(LogoutToken { sub, sid })
+        Ok(LogoutToken { sub, sid, jti, exp })
     }
 }
 

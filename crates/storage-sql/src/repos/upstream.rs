@@ -1,6 +1,7 @@
 use std::fmt::Write as _;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use vestibule_domain::{
     InvalidTransition, Ulid, new_id,
     upstream::{UpstreamAuthorizationSession, UpstreamLink, UpstreamProvider},
@@ -129,6 +130,37 @@ impl UpstreamProviderRepository for SqlUpstreamProviderRepository<'_> {
         let rows: Vec<ProviderRow> =
             run!(self.conn, |c| sqlx::query_as(&sql).fetch_all(c).await).db()?;
         rows.into_iter().map(UpstreamProvider::try_from).collect()
+    }
+
+    async fn record_logout_jti(
+        &mut self,
+        provider: &UpstreamProvider,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        // `ON CONFLICT DO NOTHING` rather than a unique violation: the
+        // PostgreSQL transaction stays usable (as for client assertions).
+        let rows = execute!(
+            self.conn,
+            sqlx::query(
+                "INSERT INTO upstream_logout_jtis (provider_id, jti, expires_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT (provider_id, jti) DO NOTHING"
+            )
+            .bind(provider.id.to_string())
+            .bind(jti)
+            .bind(ms(expires_at))
+        )
+        .db()?;
+        expect_cas(rows, "logout token jti")
+    }
+
+    async fn remove_expired_logout_jtis(&mut self, clock: &dyn Clock) -> Result<u64, StorageError> {
+        execute!(
+            self.conn,
+            sqlx::query("DELETE FROM upstream_logout_jtis WHERE expires_at <= $1")
+                .bind(ms(clock.now()))
+        )
+        .db()
     }
 }
 

@@ -71,6 +71,7 @@ stories! {
     device_codes::device_code_lifecycle,
     upstream::upstream_providers_links_sessions,
     upstream::upstream_logout_lookup,
+    upstream::upstream_logout_jti_is_single_use,
     users::user_attributes,
     jobs::job_queue,
     client_assertions::jti_is_single_use,

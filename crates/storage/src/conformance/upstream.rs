@@ -534,3 +534,77 @@ pub async fn upstream_logout_lookup(f: &dyn RepositoryFactory) {
     assert_eq!(repo.upstream_links().lookup(loose.id).await.unwrap(), None);
     repo.save().await.unwrap();
 }
+
+/// Back-Channel Logout 1.0 §2.6 item 10: a logout `jti` is accepted once
+/// per provider, until it expires.
+pub async fn upstream_logout_jti_is_single_use(f: &dyn RepositoryFactory) {
+    let mut ctx = Ctx::default();
+    let mut repo = f.write().await.unwrap();
+    let a = repo
+        .upstream_providers()
+        .upsert(&ctx.clock, new_id(&ctx.clock, &mut ctx.rng), params("a"))
+        .await
+        .unwrap();
+    let b = repo
+        .upstream_providers()
+        .upsert(&ctx.clock, new_id(&ctx.clock, &mut ctx.rng), params("b"))
+        .await
+        .unwrap();
+    repo.save().await.unwrap();
+
+    let exp = ctx.clock.now() + Duration::minutes(2);
+    let mut repo = f.write().await.unwrap();
+    repo.upstream_providers()
+        .record_logout_jti(&a, "j1", exp)
+        .await
+        .unwrap();
+    let err = repo
+        .upstream_providers()
+        .record_logout_jti(&a, "j1", exp)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::ConcurrentUpdate(_)),
+        "a replay loses: {err:?}"
+    );
+    // The transaction is still usable (PostgreSQL), and jtis are per
+    // provider.
+    repo.upstream_providers()
+        .record_logout_jti(&b, "j1", exp)
+        .await
+        .expect("the same jti from another provider is another token");
+    repo.save().await.unwrap();
+
+    // Committed: a later transaction sees the replay too.
+    let mut repo = f.write().await.unwrap();
+    assert!(matches!(
+        repo.upstream_providers()
+            .record_logout_jti(&a, "j1", exp)
+            .await,
+        Err(StorageError::ConcurrentUpdate(_))
+    ));
+    drop(repo);
+
+    // Forgotten once expired, not before.
+    let mut repo = f.write().await.unwrap();
+    assert_eq!(
+        repo.upstream_providers()
+            .remove_expired_logout_jtis(&ctx.clock)
+            .await
+            .unwrap(),
+        0
+    );
+    ctx.clock.advance(Duration::minutes(2));
+    assert_eq!(
+        repo.upstream_providers()
+            .remove_expired_logout_jtis(&ctx.clock)
+            .await
+            .unwrap(),
+        2
+    );
+    repo.upstream_providers()
+        .record_logout_jti(&a, "j1", exp + Duration::minutes(2))
+        .await
+        .unwrap();
+    repo.save().await.unwrap();
+}

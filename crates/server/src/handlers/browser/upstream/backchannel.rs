@@ -105,6 +105,13 @@ pub(super) async fn post(
     };
     match end_sessions(&state, pid, &logout, with_clients).await {
         Ok(()) => no_store(StatusCode::OK.into_response()),
+        // §2.6 item 10: a jti already received is refused.
+        Err(StorageError::ConcurrentUpdate(_)) => {
+            tracing::info!(provider = %provider.id, "logout token replayed");
+            bad_request(
+                "the identity provider sent an invalid logout token: its jti was already used",
+            )
+        }
         Err(e) => {
             // §2.8: a failed logout is an error response too.
             tracing::error!(provider = %provider.id, error = %e, "back-channel logout failed");
@@ -136,6 +143,15 @@ async fn end_sessions(
     let Some(provider) = repo.upstream_providers().lookup(provider_id).await? else {
         return Ok(());
     };
+    // §2.6 item 10: remember the jti until the token expires; a replay is
+    // `ConcurrentUpdate` (and nothing of this transaction is saved).
+    repo.upstream_providers()
+        .record_logout_jti(&provider, &logout.jti, logout.exp)
+        .await?;
+    // Expired jtis can go (their tokens fail the `exp` check anyway).
+    repo.upstream_providers()
+        .remove_expired_logout_jtis(state.clock.as_ref())
+        .await?;
     // §2.4: `sub` names the user at the provider (our link), `sid` one
     // provider session. A `sub` we have no link for (or none) leaves `sid`
     // alone to find the sessions whose upstream login carried it.
