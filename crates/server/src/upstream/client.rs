@@ -8,6 +8,7 @@
 
 use std::{
     collections::HashMap,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -175,9 +176,25 @@ fn effective_metadata(
             }
         }
     }
-    let pick = |over: &Option<Url>, found: Option<&str>, what: &'static str| match over {
-        Some(u) => Ok(Some(u.clone())),
-        None => parse_endpoint(found, what, strict),
+    let internal_ok = issuer_is_internal(provider);
+    let pick = |over: &Option<Url>, found: Option<&str>, what: &'static str| {
+        // Configured by the operator: trusted.
+        if let Some(u) = over {
+            return Ok(Some(u.clone()));
+        }
+        let url = parse_endpoint(found, what, strict)?;
+        // Learned from the provider: for a public issuer, never an
+        // internal address (SSRF; the resolver also checks names).
+        if let Some(u) = &url
+            && !internal_ok
+            && host_is_internal(u)
+        {
+            return Err(UpstreamError::BadMetadata {
+                what: "metadata",
+                why: format!("{what} points to an internal address"),
+            });
+        }
+        Ok(url)
     };
     let authorization_endpoint = pick(
         &provider.authorization_endpoint,
@@ -209,6 +226,115 @@ fn effective_metadata(
     })
 }
 
+/// Whether an address must not be reached on behalf of a provider with a
+/// public issuer (SSRF): loopback, RFC 1918 private, link-local (incl.
+/// cloud metadata at 169.254.169.254), RFC 6598 CGNAT, "this network",
+/// broadcast, multicast, unspecified, RFC 4193 ULA, and IPv6 forms that
+/// embed such an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64).
+pub fn is_internal_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || a == 0
+                || (a == 100 && (b & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal_ip(IpAddr::V4(v4));
+            }
+            // IPv4-compatible (::a.b.c.d, deprecated) and NAT64 64:ff9b::/96.
+            if seg[..6] == [0; 6] || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [.., a, b, c, d] = v6.octets();
+                return is_internal_ip(IpAddr::V4(Ipv4Addr::new(a, b, c, d)));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Whether a URL's host is `localhost` (RFC 6761 §6.3, also its
+/// subdomains) or an internal IP literal.
+fn host_is_internal(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => is_internal_ip(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => is_internal_ip(IpAddr::V6(ip)),
+        None => true,
+    }
+}
+
+/// Whether the operator configured this provider's issuer on an internal
+/// host: then its requests may reach internal addresses; otherwise none
+/// may (whatever the discovery document or DNS says).
+pub fn issuer_is_internal(provider: &UpstreamProviderConfig) -> bool {
+    provider
+        .issuer
+        .as_deref()
+        .and_then(|i| Url::parse(i).ok())
+        .is_some_and(|u| host_is_internal(&u))
+}
+
+/// Refuses an IP-literal (or `localhost`) destination of an internal class
+/// for a provider with a public issuer (names are checked at resolution),
+/// unless the operator configured that very endpoint.
+fn check_destination(provider: &UpstreamProviderConfig, url: &Url) -> Result<(), UpstreamError> {
+    let configured = [
+        &provider.authorization_endpoint,
+        &provider.token_endpoint,
+        &provider.userinfo_endpoint,
+        &provider.jwks_uri,
+    ]
+    .into_iter()
+    .any(|c| c.as_ref() == Some(url));
+    if !configured && !issuer_is_internal(provider) && host_is_internal(url) {
+        return Err(UpstreamError::Unreachable(
+            "the address is internal and the provider's issuer is not".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// A resolver that drops internal addresses ([`is_internal_ip`]) from the
+/// answer, failing when none is left: a public name cannot be made to
+/// point us at an internal service (DNS rebinding included: the check is
+/// on the very addresses we connect to).
+#[derive(Debug, Clone, Copy)]
+struct PublicOnlyResolver;
+
+impl reqwest::dns::Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| !is_internal_ip(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "the name resolves only to internal addresses",
+                ))
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 type Cached<T> = Mutex<HashMap<String, (Instant, Arc<T>)>>;
 
 fn cached<T>(cache: &Cached<T>, key: &str) -> Option<Arc<T>> {
@@ -231,7 +357,13 @@ fn store<T>(cache: &Cached<T>, key: String, value: Arc<T>) {
 /// The upstream HTTP client with its caches (one per process, in
 /// `AppState`).
 pub struct UpstreamClient {
+    /// For providers whose configured issuer is public: resolved addresses
+    /// of internal classes are refused ([`PublicOnlyResolver`]).
     http: reqwest::Client,
+    /// For providers whose configured issuer is itself internal
+    /// (`localhost`, a loopback or private literal): the operator pointed
+    /// us there on purpose.
+    http_internal: reqwest::Client,
     metadata: Cached<ProviderMetadata>,
     jwks: Cached<Value>,
     /// When each key set was last fetched because a token named an
@@ -247,18 +379,23 @@ impl std::fmt::Debug for UpstreamClient {
     }
 }
 
-impl Default for UpstreamClient {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The token endpoint's answer (RFC 6749 §5.1, OIDC Core §3.1.3.3).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
     pub id_token: Option<String>,
+}
+
+/// The tokens are credentials: never in logs or panics.
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 /// A validated logout token (Back-Channel Logout 1.0 §2.4).
@@ -273,24 +410,46 @@ pub struct LogoutToken {
 }
 
 impl UpstreamClient {
-    pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(HTTP_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("vestibule/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        Self {
-            http,
+    /// Fails when the HTTP client cannot be built (e.g. no TLS backend):
+    /// falling back to a default client would silently drop the timeout and
+    /// the no-redirect policy.
+    pub fn new() -> Result<Self, reqwest::Error> {
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(HTTP_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("vestibule/", env!("CARGO_PKG_VERSION")))
+        };
+        Ok(Self {
+            http: builder()
+                .dns_resolver(Arc::new(PublicOnlyResolver))
+                .build()?,
+            http_internal: builder().build()?,
             metadata: Mutex::default(),
             jwks: Mutex::default(),
             forced: Mutex::default(),
+        })
+    }
+
+    /// The client for requests on behalf of `provider` (see
+    /// [`issuer_is_internal`]).
+    fn http_for(&self, provider: &UpstreamProviderConfig) -> &reqwest::Client {
+        if issuer_is_internal(provider) {
+            &self.http_internal
+        } else {
+            &self.http
         }
     }
 
-    async fn get_json(&self, url: &Url, what: &'static str) -> Result<Value, UpstreamError> {
+    async fn get_json(
+        &self,
+        provider: &UpstreamProviderConfig,
+        url: &Url,
+        what: &'static str,
+    ) -> Result<Value, UpstreamError> {
+        check_destination(provider, url)?;
         let res = self
-            .http
+            .http_for(provider)
             .get(url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
@@ -346,7 +505,7 @@ impl UpstreamClient {
                     issuer.trim_end_matches('/')
                 ))
                 .map_err(|_| UpstreamError::Config("the issuer is not a URL".to_owned()))?;
-                let doc = self.get_json(&url, "discovery document").await?;
+                let doc = self.get_json(provider, &url, "discovery document").await?;
                 Some(serde_json::from_value::<RawMetadata>(doc).map_err(|_| {
                     UpstreamError::BadMetadata {
                         what: "discovery document",
@@ -362,7 +521,12 @@ impl UpstreamClient {
 
     /// The provider's JWK Set, from the cache unless `refresh` (which is
     /// honoured once per [`FORCED_REFRESH_INTERVAL`] per key set).
-    pub async fn jwks(&self, uri: &Url, refresh: bool) -> Result<Arc<Value>, UpstreamError> {
+    pub async fn jwks(
+        &self,
+        provider: &UpstreamProviderConfig,
+        uri: &Url,
+        refresh: bool,
+    ) -> Result<Arc<Value>, UpstreamError> {
         let key = uri.to_string();
         let refresh = refresh && {
             let mut forced = self
@@ -380,7 +544,7 @@ impl UpstreamClient {
         if !refresh && let Some(j) = cached(&self.jwks, &key) {
             return Ok(j);
         }
-        let doc = self.get_json(uri, "key set").await?;
+        let doc = self.get_json(provider, uri, "key set").await?;
         if !doc.get("keys").is_some_and(Value::is_array) {
             return Err(UpstreamError::BadMetadata {
                 what: "key set",
@@ -408,10 +572,12 @@ impl UpstreamClient {
             vestibule_keys::peek_jws_header(token).map_err(|_| invalid(what, "it is not a JWT"))?;
         let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
         if alg != alg_name(expected_alg) {
+            // Attacker-supplied: only printable ASCII, bounded, is echoed.
             return Err(invalid(
                 what,
                 format!(
-                    "it is signed with {alg:?}, expected {}",
+                    "it is signed with {:?}, expected {}",
+                    printable(alg),
                     alg_name(expected_alg)
                 ),
             ));
@@ -440,7 +606,7 @@ impl UpstreamClient {
                     .jwks_uri
                     .as_ref()
                     .ok_or_else(|| UpstreamError::Config("no jwks_uri".to_owned()))?;
-                let keys = self.jwks(uri, false).await?;
+                let keys = self.jwks(provider, uri, false).await?;
                 let kid = header.get("kid").and_then(Value::as_str);
                 let known = |keys: &Value| {
                     kid.is_none_or(|kid| {
@@ -452,7 +618,7 @@ impl UpstreamClient {
                 let keys = if known(&keys) {
                     keys
                 } else {
-                    self.jwks(uri, true).await?
+                    self.jwks(provider, uri, true).await?
                 };
                 vestibule_keys::verify_jws_with_jwks(token, &keys)
                     .map(|v| v.claims)
@@ -491,7 +657,10 @@ impl UpstreamClient {
         if let Some(v) = code_verifier {
             form.push(("code_verifier", v.to_owned()));
         }
-        let mut req = self.http.post(metadata.token_endpoint.clone());
+        check_destination(provider, &metadata.token_endpoint)?;
+        let mut req = self
+            .http_for(provider)
+            .post(metadata.token_endpoint.clone());
         let secret = || {
             provider
                 .client_secret
@@ -651,8 +820,9 @@ impl UpstreamClient {
             .userinfo_endpoint
             .as_ref()
             .ok_or_else(|| UpstreamError::Config("no userinfo endpoint".to_owned()))?;
+        check_destination(provider, endpoint)?;
         let res = self
-            .http
+            .http_for(provider)
             .get(endpoint.clone())
             .bearer_auth(access_token)
             .send()
@@ -943,18 +1113,26 @@ fn without_url(e: &reqwest::Error) -> String {
     }
 }
 
-async fn read_body(res: reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
+/// The body, refused past [`MAX_BODY`]: early by `Content-Length`, and
+/// otherwise (chunked, or a lying length) while reading, so that no more
+/// than the limit plus one chunk is ever buffered.
+async fn read_body(mut res: reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
+    let too_large = || UpstreamError::Unreachable("response too large".to_owned());
     if res.content_length().is_some_and(|l| l > MAX_BODY as u64) {
-        return Err(UpstreamError::Unreachable("response too large".to_owned()));
+        return Err(too_large());
     }
-    let bytes = res
-        .bytes()
+    let mut body = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
         .await
-        .map_err(|e| UpstreamError::Unreachable(without_url(&e)))?;
-    if bytes.len() > MAX_BODY {
-        return Err(UpstreamError::Unreachable("response too large".to_owned()));
+        .map_err(|e| UpstreamError::Unreachable(without_url(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
     }
-    Ok(bytes.to_vec())
+    Ok(body)
 }
 
 /// At most 80 printable ASCII characters of something the provider said.
@@ -1006,9 +1184,16 @@ mod tests {
         let mut r = raw("https://idp.example");
         r.token_endpoint = Some("http://idp.example/token".to_owned());
         assert!(effective_metadata(&p, Some(r)).is_err());
+        // SSRF: a public issuer's document cannot send us to loopback...
         let mut r = raw("https://idp.example");
         r.token_endpoint = Some("http://127.0.0.1:9/token".to_owned());
-        assert!(effective_metadata(&p, Some(r)).is_ok());
+        assert!(effective_metadata(&p, Some(r)).is_err());
+        // ...but a provider configured on loopback may use it.
+        let mut local = p.clone();
+        local.issuer = Some("http://127.0.0.1:9".to_owned());
+        let mut r = raw("http://127.0.0.1:9");
+        r.token_endpoint = Some("http://127.0.0.1:9/token".to_owned());
+        assert!(effective_metadata(&local, Some(r)).is_ok());
         // Disabled: only what is configured, and it must be complete.
         let mut disabled = p;
         disabled.discovery_mode = DiscoveryMode::Disabled;
@@ -1073,5 +1258,182 @@ mod tests {
         assert!(!ok(
             json!({"iss": "https://idp.example", "aud": ["vestibule", "x"], "azp": "x"})
         ));
+    }
+
+    #[test]
+    fn internal_addresses_are_classified() {
+        let internal = [
+            "127.0.0.1",
+            "127.255.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.254",
+            "0.0.0.0",
+            "0.1.2.3",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+        ];
+        for ip in internal {
+            assert!(is_internal_ip(ip.parse().unwrap()), "{ip}");
+        }
+        let public = [
+            "8.8.8.8",
+            "93.184.216.34",
+            "172.32.0.1",
+            "100.128.0.1",
+            "100.63.255.255",
+            "192.169.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+        ];
+        for ip in public {
+            assert!(!is_internal_ip(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    /// The SSRF policy: what a provider with a public issuer may reach.
+    #[test]
+    fn public_issuers_cannot_reach_internal_addresses() {
+        let public = provider();
+        assert!(!issuer_is_internal(&public));
+        for url in [
+            "http://127.0.0.1:8080/jwks",
+            "http://[::1]/x",
+            "https://10.0.0.5/token",
+            "http://169.254.169.254/latest/meta-data/",
+            "https://[::ffff:192.168.0.1]/x",
+            "http://localhost:9000/x",
+            "http://api.localhost/x",
+        ] {
+            let url: Url = url.parse().unwrap();
+            assert!(check_destination(&public, &url).is_err(), "{url}");
+            // Nor through a discovery document (jwks_uri and endpoints).
+            let mut r = raw("https://idp.example");
+            r.jwks_uri = Some(url.to_string());
+            assert!(effective_metadata(&public, Some(r)).is_err(), "{url}");
+        }
+        assert!(check_destination(&public, &"https://idp.example/t".parse().unwrap()).is_ok());
+        // What the operator configured is trusted.
+        let mut configured = public.clone();
+        configured.token_endpoint = Some("https://10.0.0.5/token".parse().unwrap());
+        let t = configured.token_endpoint.clone().unwrap();
+        assert!(check_destination(&configured, &t).is_ok());
+        // An issuer the operator put on an internal host may use them.
+        for issuer in [
+            "http://127.0.0.1:4000",
+            "https://10.0.0.5",
+            "http://localhost:3000",
+        ] {
+            let mut internal = public.clone();
+            internal.issuer = Some(issuer.to_owned());
+            assert!(issuer_is_internal(&internal), "{issuer}");
+            let url: Url = "http://127.0.0.1:8080/jwks".parse().unwrap();
+            assert!(check_destination(&internal, &url).is_ok(), "{issuer}");
+        }
+    }
+
+    /// The resolver behind every request of a public-issuer provider never
+    /// yields an internal address: `localhost` resolves to loopback only,
+    /// so it fails; an IP literal given as a name is filtered the same way.
+    #[tokio::test]
+    async fn the_resolver_drops_internal_addresses() {
+        use reqwest::dns::Resolve;
+        for name in ["localhost", "127.0.0.1", "10.0.0.1"] {
+            let r = PublicOnlyResolver.resolve(name.parse().unwrap()).await;
+            assert!(r.is_err(), "{name}");
+        }
+        // End to end: a public-issuer provider's request to a name that
+        // resolves to loopback fails before any connection.
+        let client = UpstreamClient::new().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url: Url = format!("http://localhost:{port}/jwks").parse().unwrap();
+        let err = client
+            .http_for(&provider())
+            .get(url.clone())
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_connect() || err.is_request(), "{err}");
+        // A provider configured on loopback uses the unfiltered client.
+        let mut local = provider();
+        local.issuer = Some(format!("http://localhost:{port}"));
+        assert!(std::ptr::eq(
+            client.http_for(&local),
+            &raw const client.http_internal
+        ));
+        drop(listener);
+    }
+
+    #[test]
+    fn token_response_debug_redacts_tokens() {
+        let t: TokenResponse = serde_json::from_value(json!({
+            "access_token": "at-secret", "token_type": "Bearer", "id_token": "eyJ.idt-secret.sig"
+        }))
+        .unwrap();
+        let d = format!("{t:?}");
+        assert!(!d.contains("at-secret") && !d.contains("idt-secret"), "{d}");
+        assert!(d.contains("Bearer"), "{d}");
+    }
+
+    /// A chunked body (no Content-Length) over the limit is refused while
+    /// reading; one under it is read whole.
+    #[tokio::test]
+    async fn chunked_bodies_over_the_limit_are_refused() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        async fn serve(total: usize) -> Url {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                            transfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 64 * 1024];
+                let mut sent = 0;
+                while sent < total {
+                    let n = chunk.len().min(total - sent);
+                    let mut frame = format!("{n:x}\r\n").into_bytes();
+                    frame.extend_from_slice(&chunk[..n]);
+                    frame.extend_from_slice(b"\r\n");
+                    if sock.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                    sent += n;
+                }
+                let _ = sock.write_all(b"0\r\n\r\n").await;
+            });
+            format!("http://{addr}/").parse().unwrap()
+        }
+        let client = UpstreamClient::new().unwrap();
+        let mut local = provider();
+        local.issuer = Some("http://127.0.0.1".to_owned());
+        let get = |url: Url| {
+            let req = client.http_for(&local).get(url);
+            async move { read_body(req.send().await.unwrap()).await }
+        };
+        let err = get(serve(MAX_BODY + 1).await).await.unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+        let ok = get(serve(MAX_BODY).await).await.unwrap();
+        assert_eq!(ok.len(), MAX_BODY);
     }
 }
