@@ -302,70 +302,7 @@ async fn a_sid_only_logout_token_ends_that_provider_session() {
     )
     .await;
     let state = &app.t.state;
-    let mut sessions = Vec::new();
-    for sid in ["op-sid-1", "op-sid-2"] {
-        let mut b = app.browser();
-        let r = b.get(&format!("/upstream/authorize/{FAKE}")).await;
-        let q = crate::browser_helpers::params_of(r.location().unwrap(), false);
-        let now = app.t.clock.now().timestamp();
-        *fake.claims.lock().unwrap() = json!({
-            "iss": fake.issuer, "sub": "carol-sub", "aud": "rp", "sid": sid,
-            "nonce": q["nonce"], "iat": now, "exp": now + 300,
-        });
-        let r = b
-            .get(&format!(
-                "/upstream/callback/{FAKE}?code=c&state={}",
-                q["state"]
-            ))
-            .await;
-        let upstream = app.session(&link_session_id(&b, &r)).await;
-        let mut rng = state.rng.rng();
-        let mut repo = state.repos.write().await.unwrap();
-        let existing = repo.users().find_by_username("carol").await.unwrap();
-        let user = match existing {
-            Some(u) => u,
-            None => repo
-                .users()
-                .add(&mut rng, state.clock.as_ref(), "carol")
-                .await
-                .unwrap(),
-        };
-        let link = repo
-            .upstream_links()
-            .lookup(upstream.link_id.unwrap())
-            .await
-            .unwrap()
-            .unwrap();
-        let link = repo
-            .upstream_links()
-            .associate_to_user(link, &user)
-            .await
-            .unwrap();
-        let bs = repo
-            .browser_sessions()
-            .add(&mut rng, state.clock.as_ref(), &user, None)
-            .await
-            .unwrap();
-        repo.browser_sessions()
-            .authenticate_with_upstream(&mut rng, state.clock.as_ref(), &bs, &link, Some(&upstream))
-            .await
-            .unwrap();
-        let compat = repo
-            .compat_sessions()
-            .add(
-                &mut rng,
-                state.clock.as_ref(),
-                &user,
-                sid,
-                None,
-                Some(&bs),
-                false,
-            )
-            .await
-            .unwrap();
-        repo.save().await.unwrap();
-        sessions.push((bs, compat));
-    }
+    let sessions = carol_sessions(&app, &fake, &["op-sid-1", "op-sid-2"]).await;
     let now = app.t.clock.now().timestamp();
     let token = fake.sign_logout(&json!({
         "iss": fake.issuer, "aud": "rp", "iat": now, "exp": now + 120, "jti": "j-sid", "sid": "op-sid-2",
@@ -446,5 +383,129 @@ async fn unsigned_logout_tokens_are_refused_even_with_alg_none() {
         let d = body["error_description"].as_str().unwrap();
         assert!(d.contains("unsigned"), "{d}");
     }
+    app.cleanup().await;
+}
+
+/// Carol signs in through the fake provider once per provider session
+/// `sid`; each login gets a browser session and a compat session on it.
+async fn carol_sessions(
+    app: &UpApp,
+    fake: &Fake,
+    sids: &[&str],
+) -> Vec<(BrowserSession, vestibule_domain::compat::CompatSession)> {
+    let state = &app.t.state;
+    let mut sessions = Vec::new();
+    for &sid in sids {
+        let mut b = app.browser();
+        let r = b.get(&format!("/upstream/authorize/{FAKE}")).await;
+        let q = crate::browser_helpers::params_of(r.location().unwrap(), false);
+        let now = app.t.clock.now().timestamp();
+        *fake.claims.lock().unwrap() = json!({
+            "iss": fake.issuer, "sub": "carol-sub", "aud": "rp", "sid": sid,
+            "nonce": q["nonce"], "iat": now, "exp": now + 300,
+        });
+        let r = b
+            .get(&format!(
+                "/upstream/callback/{FAKE}?code=c&state={}",
+                q["state"]
+            ))
+            .await;
+        let upstream = app.session(&link_session_id(&b, &r)).await;
+        let mut rng = state.rng.rng();
+        let mut repo = state.repos.write().await.unwrap();
+        let existing = repo.users().find_by_username("carol").await.unwrap();
+        let user = match existing {
+            Some(u) => u,
+            None => repo
+                .users()
+                .add(&mut rng, state.clock.as_ref(), "carol")
+                .await
+                .unwrap(),
+        };
+        let link = repo
+            .upstream_links()
+            .lookup(upstream.link_id.unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let link = repo
+            .upstream_links()
+            .associate_to_user(link, &user)
+            .await
+            .unwrap();
+        let bs = repo
+            .browser_sessions()
+            .add(&mut rng, state.clock.as_ref(), &user, None)
+            .await
+            .unwrap();
+        repo.browser_sessions()
+            .authenticate_with_upstream(&mut rng, state.clock.as_ref(), &bs, &link, Some(&upstream))
+            .await
+            .unwrap();
+        let compat = repo
+            .compat_sessions()
+            .add(
+                &mut rng,
+                state.clock.as_ref(),
+                &user,
+                sid,
+                None,
+                Some(&bs),
+                false,
+            )
+            .await
+            .unwrap();
+        repo.save().await.unwrap();
+        sessions.push((bs, compat));
+    }
+    sessions
+}
+
+/// With a subject template, links are keyed by the rendered subject: a
+/// logout token's raw `sub` equal to a rendered subject must not end that
+/// link's sessions; its `sid` alone is used.
+#[tokio::test]
+async fn with_a_subject_template_only_sid_finds_sessions() {
+    let fake = Fake::start().await;
+    let app = UpApp::new(
+        sqlite().await,
+        vec![provider(
+            FAKE,
+            &fake.issuer,
+            "rp",
+            &json!({
+                "id_token_signed_response_alg": "ES256",
+                "on_backchannel_logout": "logout_browser_only",
+                "claims_imports": {"subject": {"template": "t1-{{ user.sub }}"}},
+            }),
+        )],
+        None,
+    )
+    .await;
+    let sessions = carol_sessions(&app, &fake, &["op-sid-1"]).await;
+    let bs = sessions[0].0.id;
+    let now = app.t.clock.now().timestamp();
+    let token = |jti: &str, sub: &str, sid: Option<&str>| {
+        let mut claims = json!({
+            "iss": fake.issuer, "aud": "rp", "iat": now, "exp": now + 120,
+            "jti": jti, "sub": sub,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        });
+        if let Some(sid) = sid {
+            claims["sid"] = json!(sid);
+        }
+        fake.sign_logout(&claims)
+    };
+    // The raw sub equals the link's rendered subject, and no sid: nothing
+    // is ended (matching it would end every session of that link).
+    let (status, _) = post_token(&app, Some(&token("j1", "t1-carol-sub", None))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        browser_session(&app, bs).await.finished_at.is_none(),
+        "a raw sub is not matched against rendered subjects"
+    );
+    let (status, _) = post_token(&app, Some(&token("j2", "whatever", Some("op-sid-1")))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(browser_session(&app, bs).await.finished_at.is_some());
     app.cleanup().await;
 }

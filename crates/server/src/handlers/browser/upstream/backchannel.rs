@@ -103,7 +103,11 @@ pub(super) async fn post(
         OnBackchannelLogout::LogoutBrowserOnly => false,
         OnBackchannelLogout::LogoutAll => true,
     };
-    match end_sessions(&state, pid, &logout, with_clients).await {
+    // With a subject template, links are keyed by the rendered subject: the
+    // token's raw `sub` means something else there (and could collide with
+    // another user's rendered subject), so only `sid` is used.
+    let match_sub = provider.claims_imports.subject.template.is_none();
+    match end_sessions(&state, pid, &logout, match_sub, with_clients).await {
         Ok(()) => no_store(StatusCode::OK.into_response()),
         // §2.6 item 10: a jti already received is refused.
         Err(StorageError::ConcurrentUpdate(_)) => {
@@ -130,13 +134,15 @@ pub(super) async fn post(
 /// the provider session `sid` when given (or those of `sid` alone), in one
 /// transaction; then deletes the ended devices on the homeserver.
 ///
-/// With a `claims_imports.subject.template`, links are keyed by the
-/// rendered subject, which a logout token cannot reproduce: then only a
-/// token with `sid` finds the sessions (so providers should send `sid`).
+/// With a `claims_imports.subject.template` (`match_sub` false), links are
+/// keyed by the rendered subject, which a logout token cannot reproduce:
+/// then only a token with `sid` finds the sessions (so providers should
+/// send `sid`).
 async fn end_sessions(
     state: &AppState,
     provider_id: Ulid,
     logout: &LogoutToken,
+    match_sub: bool,
     with_clients: bool,
 ) -> Result<(), StorageError> {
     let mut repo = state.repos.write().await?;
@@ -155,7 +161,7 @@ async fn end_sessions(
     // §2.4: `sub` names the user at the provider (our link), `sid` one
     // provider session. A `sub` we have no link for (or none) leaves `sid`
     // alone to find the sessions whose upstream login carried it.
-    let link = match logout.sub.as_deref() {
+    let link = match logout.sub.as_deref().filter(|_| match_sub) {
         Some(sub) => {
             repo.upstream_links()
                 .find_by_subject(&provider, sub)
