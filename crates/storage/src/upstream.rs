@@ -64,12 +64,22 @@ pub trait UpstreamLinkRepository: Send {
         provider: &UpstreamProvider,
         subject: &str,
     ) -> Result<Option<UpstreamLink>, StorageError>;
+    /// Links `link` to `user`. Compare-and-set on the stored link: when it
+    /// already belongs to another user (whatever `link.user_id` says) this
+    /// is [`StorageError::ConcurrentUpdate`]; to the same user, a no-op.
     async fn associate_to_user(
         &mut self,
         link: UpstreamLink,
         user: &User,
     ) -> Result<UpstreamLink, StorageError>;
     async fn all_for_user(&mut self, user: &User) -> Result<Vec<UpstreamLink>, StorageError>;
+    /// Updates the display name of the upstream account (refreshed on each
+    /// login from the claims).
+    async fn set_human_account_name(
+        &mut self,
+        link: UpstreamLink,
+        name: Option<&str>,
+    ) -> Result<UpstreamLink, StorageError>;
     /// Detaches a link from its user (the link stays, with no user), as
     /// `on_conflict: replace` does to the user's previous link of a provider.
     async fn dissociate(&mut self, link: UpstreamLink) -> Result<UpstreamLink, StorageError>;

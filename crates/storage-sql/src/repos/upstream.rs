@@ -260,14 +260,38 @@ impl UpstreamLinkRepository for SqlUpstreamLinkRepository<'_> {
         mut link: UpstreamLink,
         user: &User,
     ) -> Result<UpstreamLink, StorageError> {
-        execute!(
+        // Compare-and-set: a link already owned by someone else is never
+        // taken over (the loser of two parallel links gets
+        // `ConcurrentUpdate`); associating it again to its owner is a no-op.
+        let rows = execute!(
             self.conn,
-            sqlx::query("UPDATE upstream_links SET user_id = $1 WHERE id = $2")
-                .bind(user.id.to_string())
+            sqlx::query(
+                "UPDATE upstream_links SET user_id = $1 \
+                 WHERE id = $2 AND (user_id IS NULL OR user_id = $1)"
+            )
+            .bind(user.id.to_string())
+            .bind(link.id.to_string())
+        )
+        .db()?;
+        expect_cas(rows, "upstream link")?;
+        link.user_id = Some(user.id);
+        Ok(link)
+    }
+
+    async fn set_human_account_name(
+        &mut self,
+        mut link: UpstreamLink,
+        name: Option<&str>,
+    ) -> Result<UpstreamLink, StorageError> {
+        let rows = execute!(
+            self.conn,
+            sqlx::query("UPDATE upstream_links SET human_account_name = $1 WHERE id = $2")
+                .bind(name)
                 .bind(link.id.to_string())
         )
         .db()?;
-        link.user_id = Some(user.id);
+        expect_cas(rows, "upstream link")?;
+        link.human_account_name = name.map(str::to_owned);
         Ok(link)
     }
 

@@ -161,6 +161,34 @@ pub async fn upstream_providers_links_sessions(f: &dyn RepositoryFactory) {
         .await
         .unwrap();
     assert_eq!(link.user_id, Some(alice.id));
+    // The display name is updated (and read back below).
+    let link = repo
+        .upstream_links()
+        .set_human_account_name(link, Some("alice@corp"))
+        .await
+        .unwrap();
+    assert_eq!(link.human_account_name.as_deref(), Some("alice@corp"));
+    // Again to its owner: a no-op.
+    let link = repo
+        .upstream_links()
+        .associate_to_user(link, &alice)
+        .await
+        .unwrap();
+    // Compare-and-set: a stale copy (user_id None) cannot move it to
+    // someone else.
+    let intruder = repo
+        .users()
+        .add(&mut ctx.rng, &ctx.clock, "intruder")
+        .await
+        .unwrap();
+    let mut stale = link.clone();
+    stale.user_id = None;
+    let err = repo
+        .upstream_links()
+        .associate_to_user(stale, &intruder)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::ConcurrentUpdate(_)), "{err:?}");
     repo.save().await.unwrap();
     let mut repo = f.read().await.unwrap();
     assert_eq!(
