@@ -30,6 +30,9 @@ const CACHE_TTL: Duration = Duration::from_mins(15);
 /// The shortest time between two fetches of a key set forced by tokens
 /// naming a key we do not know.
 const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a failed metadata or key-set fetch is answered from memory
+/// (so a down or slow provider is not asked again by every request).
+const NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Clock skew tolerated on `exp`/`iat`/`nbf` (OIDC Core §3.1.3.7 items 9–10
 /// leave it to the client; a minute is common practice).
 const LEEWAY_SECONDS: i64 = 60;
@@ -45,7 +48,7 @@ const MAX_BODY: usize = 1024 * 1024;
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// Why an upstream step failed. The message is shown on our error page.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     #[error("the identity provider could not be reached ({0})")]
     Unreachable(String),
@@ -371,6 +374,12 @@ pub struct UpstreamClient {
     /// unauthenticated tokens (back-channel logout) cannot make us hammer
     /// the provider.
     forced: Mutex<HashMap<String, Instant>>,
+    /// Failed fetches by cache key, answered as is for
+    /// [`NEGATIVE_CACHE_TTL`].
+    failures: Mutex<HashMap<String, (Instant, UpstreamError)>>,
+    /// One fetch at a time per cache key (single flight): the others wait
+    /// and then find the cache filled (or the failure recorded).
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -428,6 +437,8 @@ impl UpstreamClient {
             metadata: Mutex::default(),
             jwks: Mutex::default(),
             forced: Mutex::default(),
+            failures: Mutex::default(),
+            flights: Mutex::default(),
         })
     }
 
@@ -484,6 +495,58 @@ impl UpstreamClient {
         if let Some(m) = cached(&self.metadata, &key) {
             return Ok(m);
         }
+        let key = format!("metadata|{key}");
+        let flight = self.flight(&key);
+        let _flying = flight.lock().await;
+        let cache_key = &key["metadata|".len()..];
+        if let Some(m) = cached(&self.metadata, cache_key) {
+            return Ok(m);
+        }
+        self.recent_failure(&key)?;
+        match self.fetch_metadata(provider).await {
+            Ok(m) => {
+                let m = Arc::new(m);
+                store(&self.metadata, cache_key.to_owned(), m.clone());
+                Ok(m)
+            }
+            Err(e) => Err(self.remember_failure(key, e)),
+        }
+    }
+
+    /// The single-flight lock of a cache key.
+    fn flight(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The failure of a fetch of `key` less than [`NEGATIVE_CACHE_TTL`] ago.
+    fn recent_failure(&self, key: &str) -> Result<(), UpstreamError> {
+        let failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match failures.get(key) {
+            Some((at, e)) if at.elapsed() < NEGATIVE_CACHE_TTL => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    fn remember_failure(&self, key: String, e: UpstreamError) -> UpstreamError {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, (Instant::now(), e.clone()));
+        e
+    }
+
+    async fn fetch_metadata(
+        &self,
+        provider: &UpstreamProviderConfig,
+    ) -> Result<ProviderMetadata, UpstreamError> {
         let raw = match provider.discovery_mode {
             DiscoveryMode::Disabled => None,
             mode => {
@@ -514,9 +577,7 @@ impl UpstreamClient {
                 })?)
             }
         };
-        let m = Arc::new(effective_metadata(provider, raw)?);
-        store(&self.metadata, key, m.clone());
-        Ok(m)
+        effective_metadata(provider, raw)
     }
 
     /// The provider's JWK Set, from the cache unless `refresh` (which is
@@ -544,13 +605,35 @@ impl UpstreamClient {
         if !refresh && let Some(j) = cached(&self.jwks, &key) {
             return Ok(j);
         }
-        let doc = self.get_json(provider, uri, "key set").await?;
-        if !doc.get("keys").is_some_and(Value::is_array) {
-            return Err(UpstreamError::BadMetadata {
-                what: "key set",
-                why: "no keys array".to_owned(),
-            });
+        let flight_key = format!("jwks|{key}");
+        let flight = self.flight(&flight_key);
+        let started = Instant::now();
+        let _flying = flight.lock().await;
+        // Fetched by another request while we waited (fresh enough even
+        // for a forced refresh: it started after ours was asked for).
+        {
+            let guard = self
+                .jwks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((at, j)) = guard.get(&key)
+                && (*at >= started || (!refresh && at.elapsed() < CACHE_TTL))
+            {
+                return Ok(j.clone());
+            }
         }
+        self.recent_failure(&flight_key)?;
+        let doc = match self.get_json(provider, uri, "key set").await {
+            Ok(doc) if doc.get("keys").is_some_and(Value::is_array) => doc,
+            Ok(_) => {
+                let e = UpstreamError::BadMetadata {
+                    what: "key set",
+                    why: "no keys array".to_owned(),
+                };
+                return Err(self.remember_failure(flight_key, e));
+            }
+            Err(e) => return Err(self.remember_failure(flight_key, e)),
+        };
         let j = Arc::new(doc);
         store(&self.jwks, key, j.clone());
         Ok(j)
@@ -1437,5 +1520,75 @@ mod tests {
         assert!(err.to_string().contains("too large"), "{err}");
         let ok = get(serve(MAX_BODY).await).await.unwrap();
         assert_eq!(ok.len(), MAX_BODY);
+    }
+
+    /// A server answering every request after `delay` with `status` and
+    /// `body`, counting the requests.
+    async fn counting_server(
+        status: u16,
+        body: Value,
+        delay: Duration,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let counter = hits.clone();
+        let body = body.to_string();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    tokio::time::sleep(delay).await;
+                    let res = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(res.as_bytes()).await;
+                });
+            }
+        });
+        (base, hits)
+    }
+
+    /// Concurrent requests for an uncached document make one fetch; a
+    /// failed fetch is answered from memory for a while.
+    #[tokio::test]
+    async fn metadata_fetches_are_single_flight_and_failures_are_cached() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (base, hits) = counting_server(200, json!({}), Duration::from_millis(200)).await;
+        let mut p = provider();
+        p.issuer = Some(base.clone());
+        p.discovery_mode = DiscoveryMode::Insecure;
+        p.authorization_endpoint = Some(format!("{base}/a").parse().unwrap());
+        p.token_endpoint = Some(format!("{base}/t").parse().unwrap());
+        let client = UpstreamClient::new().unwrap();
+        let (r1, r2, r3, r4, r5) = tokio::join!(
+            client.metadata(&p),
+            client.metadata(&p),
+            client.metadata(&p),
+            client.metadata(&p),
+            client.metadata(&p),
+        );
+        assert!([r1, r2, r3, r4, r5].iter().all(Result::is_ok));
+        assert_eq!(hits.load(SeqCst), 1, "one fetch for five requests");
+
+        let (base, hits) = counting_server(500, json!({}), Duration::ZERO).await;
+        let mut down = p.clone();
+        down.issuer = Some(base.clone());
+        let uri: Url = format!("{base}/jwks").parse().unwrap();
+        for _ in 0..3 {
+            assert!(client.metadata(&down).await.is_err());
+            assert!(client.jwks(&down, &uri, false).await.is_err());
+            assert!(client.jwks(&down, &uri, true).await.is_err());
+        }
+        assert_eq!(hits.load(SeqCst), 2, "one metadata and one key set fetch");
     }
 }
