@@ -122,4 +122,14 @@ pub trait UpstreamSessionRepository: Send {
         clock: &dyn Clock,
         session: UpstreamAuthorizationSession,
     ) -> Result<UpstreamAuthorizationSession, StorageError>;
+    /// Housekeeping: deletes the sessions created before
+    /// `unconsumed_before` that were never consumed (abandoned logins,
+    /// past their lifetime), and drops the `claims` of those consumed
+    /// before `consumed_before` (kept only for the link step). Returns
+    /// (deleted, claims cleared).
+    async fn purge(
+        &mut self,
+        unconsumed_before: chrono::DateTime<chrono::Utc>,
+        consumed_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(u64, u64), StorageError>;
 }

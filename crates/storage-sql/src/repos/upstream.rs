@@ -521,4 +521,33 @@ impl UpstreamSessionRepository for SqlUpstreamSessionRepository<'_> {
         session.consumed_at = Some(now);
         Ok(session)
     }
+
+    async fn purge(
+        &mut self,
+        unconsumed_before: DateTime<Utc>,
+        consumed_before: DateTime<Utc>,
+    ) -> Result<(u64, u64), StorageError> {
+        // An unconsumed session authenticated nothing, but the reference
+        // is checked anyway (foreign key of browser_session_authentications).
+        let deleted = execute!(
+            self.conn,
+            sqlx::query(
+                "DELETE FROM upstream_sessions WHERE consumed_at IS NULL AND created_at < $1 \
+                 AND NOT EXISTS (SELECT 1 FROM browser_session_authentications a \
+                 WHERE a.upstream_session_id = upstream_sessions.id)"
+            )
+            .bind(ms(unconsumed_before))
+        )
+        .db()?;
+        let cleared = execute!(
+            self.conn,
+            sqlx::query(
+                "UPDATE upstream_sessions SET claims = NULL \
+                 WHERE consumed_at IS NOT NULL AND consumed_at < $1 AND claims IS NOT NULL"
+            )
+            .bind(ms(consumed_before))
+        )
+        .db()?;
+        Ok((deleted, cleared))
+    }
 }

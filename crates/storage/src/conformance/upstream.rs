@@ -636,3 +636,102 @@ pub async fn upstream_logout_jti_is_single_use(f: &dyn RepositoryFactory) {
         .unwrap();
     repo.save().await.unwrap();
 }
+
+/// Housekeeping: abandoned (never consumed) sessions past their lifetime
+/// are deleted; consumed ones stay, their claims dropped after a while.
+pub async fn upstream_sessions_are_purged(f: &dyn RepositoryFactory) {
+    let mut ctx = Ctx::default();
+    let mut repo = f.write().await.unwrap();
+    let provider = repo
+        .upstream_providers()
+        .upsert(&ctx.clock, new_id(&ctx.clock, &mut ctx.rng), params("p"))
+        .await
+        .unwrap();
+    let link = repo
+        .upstream_links()
+        .add(&mut ctx.rng, &ctx.clock, &provider, "sub-p", None)
+        .await
+        .unwrap();
+    let abandoned = add_session(&mut repo, &mut ctx, &provider, "s-abandoned").await;
+    let used = add_session(&mut repo, &mut ctx, &provider, "s-used").await;
+    let claims = serde_json::json!({"sub": "sub-p"});
+    let used = repo
+        .upstream_sessions()
+        .complete(&ctx.clock, used, &link, claims.clone(), None)
+        .await
+        .unwrap();
+    let used = repo
+        .upstream_sessions()
+        .consume(&ctx.clock, used)
+        .await
+        .unwrap();
+    ctx.clock.advance(Duration::minutes(40));
+    let fresh = add_session(&mut repo, &mut ctx, &provider, "s-fresh").await;
+    repo.save().await.unwrap();
+
+    let ttl = Duration::minutes(30);
+    let day = Duration::days(1);
+    let mut repo = f.write().await.unwrap();
+    let now = ctx.clock.now();
+    assert_eq!(
+        repo.upstream_sessions()
+            .purge(now - ttl, now - day)
+            .await
+            .unwrap(),
+        (1, 0)
+    );
+    assert!(
+        repo.upstream_sessions()
+            .lookup(abandoned.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        repo.upstream_sessions()
+            .lookup(fresh.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let kept = repo
+        .upstream_sessions()
+        .lookup(used.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.claims, Some(claims));
+    repo.save().await.unwrap();
+
+    ctx.clock.advance(Duration::days(2));
+    let mut repo = f.write().await.unwrap();
+    let now = ctx.clock.now();
+    assert_eq!(
+        repo.upstream_sessions()
+            .purge(now - ttl, now - day)
+            .await
+            .unwrap(),
+        (1, 1)
+    );
+    let kept = repo
+        .upstream_sessions()
+        .lookup(used.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.claims, None, "claims dropped a day after use");
+    assert!(kept.consumed_at.is_some());
+    repo.save().await.unwrap();
+}
+
+async fn add_session(
+    repo: &mut crate::BoxRepository,
+    ctx: &mut Ctx,
+    provider: &vestibule_domain::upstream::UpstreamProvider,
+    state: &str,
+) -> vestibule_domain::upstream::UpstreamAuthorizationSession {
+    repo.upstream_sessions()
+        .add(&mut ctx.rng, &ctx.clock, provider, state, None, None, None)
+        .await
+        .unwrap()
+}
