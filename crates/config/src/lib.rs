@@ -348,7 +348,7 @@ fn load(sources: &[Source], env: &dyn Fn(&str) -> Option<String>) -> Result<Load
         })?;
 
     files::resolve(&mut config, &origins)?;
-    validate::validate(&config, &origins)?;
+    validate::validate(&config, &origins, &mut warnings)?;
 
     Ok(Loaded { config, warnings })
 }

@@ -6,14 +6,16 @@ use std::{collections::HashSet, net::IpAddr};
 use url::Url;
 
 use crate::{
-    Config, ConfigError,
+    Config, ConfigError, Warning,
     files::Origin,
     path,
     sections::{
         clients::ClientAuthMethod,
         email::EmailTransportKind,
         secrets::decode_hex_32,
-        upstream_oauth2::{DiscoveryMode, ImportAction, OnConflict, TokenAuthMethod},
+        upstream_oauth2::{
+            DiscoveryMode, ImportAction, JwsAlg, OnBackchannelLogout, OnConflict, TokenAuthMethod,
+        },
     },
 };
 
@@ -72,7 +74,11 @@ fn is_ip_or_cidr(s: &str) -> bool {
     }
 }
 
-pub(crate) fn validate(config: &Config, origin: &dyn Origin) -> Result<(), ConfigError> {
+pub(crate) fn validate(
+    config: &Config,
+    origin: &dyn Origin,
+    warnings: &mut Vec<Warning>,
+) -> Result<(), ConfigError> {
     let c = Check { origin };
     http(config, &c)?;
     database(config, &c)?;
@@ -80,7 +86,7 @@ pub(crate) fn validate(config: &Config, origin: &dyn Origin) -> Result<(), Confi
     matrix(config, &c)?;
     clients(config, &c)?;
     passwords(config, &c)?;
-    upstream(config, &c)?;
+    upstream(config, &c, warnings)?;
     misc(config, &c)?;
     Ok(())
 }
@@ -297,7 +303,11 @@ fn passwords(config: &Config, c: &Check<'_>) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn upstream(config: &Config, c: &Check<'_>) -> Result<(), ConfigError> {
+fn upstream(
+    config: &Config,
+    c: &Check<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Result<(), ConfigError> {
     let mut ids = HashSet::new();
     for (i, p) in config.upstream_oauth2.providers.iter().enumerate() {
         let at = path::index("upstream_oauth2.providers", i);
@@ -312,6 +322,14 @@ fn upstream(config: &Config, c: &Check<'_>) -> Result<(), ConfigError> {
             key("id"),
             format!("duplicate provider id `{}`", p.id),
         )?;
+        // Always required, even without discovery: it is what `iss` in ID
+        // tokens, userinfo JWTs and logout tokens is checked against (OIDC
+        // Core §3.1.3.7 item 2; Back-Channel Logout 1.0 §2.6 item 4).
+        c.ensure(
+            p.issuer.as_deref().is_some_and(|i| !i.trim().is_empty()),
+            key("issuer"),
+            "required (the `iss` of the provider's tokens is checked against it)",
+        )?;
         if p.discovery_mode == DiscoveryMode::Disabled {
             c.ensure(
                 p.authorization_endpoint.is_some(),
@@ -323,13 +341,17 @@ fn upstream(config: &Config, c: &Check<'_>) -> Result<(), ConfigError> {
                 key("token_endpoint"),
                 "required when `discovery_mode` is `disabled`",
             )?;
-        } else {
-            c.ensure(
-                p.issuer.is_some(),
-                key("issuer"),
-                "required when discovery is enabled",
-            )?;
         }
+        // Back-Channel Logout 1.0 §2.4: logout tokens MUST be signed, and we
+        // verify them with the ID token algorithm; `none` would let anyone
+        // forge one.
+        c.ensure(
+            p.id_token_signed_response_alg != JwsAlg::None
+                || p.on_backchannel_logout == OnBackchannelLogout::DoNothing,
+            key("id_token_signed_response_alg"),
+            "`none` is not allowed unless `on_backchannel_logout` is `do_nothing` \
+             (logout tokens must be signed)",
+        )?;
         let method = p.token_endpoint_auth_method;
         if method.needs_secret() {
             c.ensure(
@@ -399,6 +421,28 @@ fn upstream(config: &Config, c: &Check<'_>) -> Result<(), ConfigError> {
                 ci("localpart.action"),
                 "must be `force` or `require` when `on_conflict` is `add`, `replace` or `set`",
             )?;
+            // OIDC Core §5.7: `preferred_username` (the default template) is
+            // neither unique nor stable and often user-editable, so linking
+            // existing accounts by it would let anyone take one over.
+            c.ensure(
+                claims
+                    .localpart
+                    .template
+                    .as_deref()
+                    .is_some_and(|t| !t.trim().is_empty()),
+                ci("localpart.template"),
+                "an explicit template is required when `on_conflict` is `add`, `replace` or \
+                 `set` (the default `{{ user.preferred_username }}` is not unique)",
+            )?;
+            warnings.push(Warning {
+                path: ci("localpart.on_conflict"),
+                message: format!(
+                    "`{:?}` links existing local accounts by localpart: anyone the provider \
+                     lets use that name can sign in as the local user",
+                    claims.localpart.on_conflict
+                )
+                .to_lowercase(),
+            });
         }
         for (name, custom) in &claims.custom {
             c.ensure(

@@ -110,10 +110,19 @@ impl Keystore {
         alg: &str,
         claims: &serde_json::Value,
     ) -> Result<(&KeyEntry, String), KeyError> {
+        self.typed_header_and_input(alg, "JWT", claims)
+    }
+
+    fn typed_header_and_input(
+        &self,
+        alg: &str,
+        typ: &str,
+        claims: &serde_json::Value,
+    ) -> Result<(&KeyEntry, String), KeyError> {
         let entry = self
             .find(alg)
             .ok_or_else(|| KeyError::NoKeyForAlgorithm(alg.to_owned()))?;
-        let header = json!({ "alg": alg, "typ": "JWT", "kid": entry.kid });
+        let header = json!({ "alg": alg, "typ": typ, "kid": entry.kid });
         let input = jwt::signing_input(&header, claims)?;
         Ok((entry, input))
     }
@@ -123,6 +132,19 @@ impl Keystore {
     /// [`PrivateKey::sign`].
     pub fn sign_jwt(&self, alg: &str, claims: &serde_json::Value) -> Result<String, KeyError> {
         let (entry, input) = self.header_and_input(alg, claims)?;
+        let signature = entry.key.sign(alg, input.as_bytes())?;
+        Ok(format!("{input}.{}", b64(&signature)))
+    }
+
+    /// Like [`Keystore::sign_jwt`] with an explicit `typ` header (RFC 8725
+    /// §3.11, e.g. `logout+jwt`).
+    pub fn sign_typed_jwt(
+        &self,
+        alg: &str,
+        typ: &str,
+        claims: &serde_json::Value,
+    ) -> Result<String, KeyError> {
+        let (entry, input) = self.typed_header_and_input(alg, typ, claims)?;
         let signature = entry.key.sign(alg, input.as_bytes())?;
         Ok(format!("{input}.{}", b64(&signature)))
     }

@@ -281,7 +281,7 @@ pub fn build_state(
     let encrypter = encrypter(&cfg.secrets)?;
     let homeserver =
         crate::homeserver::from_config(cfg).map_err(|e| config_err(e.path, e.message))?;
-    Ok(AppState::new(
+    AppState::new(
         Arc::new(storage),
         clock,
         crate::state::RngSource::Os,
@@ -289,5 +289,11 @@ pub fn build_state(
         encrypter,
         cfg.clone(),
         homeserver,
-    ))
+    )
+    .map_err(|e| {
+        config_err(
+            "upstream_oauth2",
+            format!("the HTTP client cannot be built: {e}"),
+        )
+    })
 }

@@ -83,7 +83,9 @@ impl AppState {
         encrypter: Encrypter,
         config: Config,
         homeserver: Arc<dyn Homeserver>,
-    ) -> Self {
+    ) -> Result<Self, reqwest::Error> {
+        // Built first: without it there are no upstream logins.
+        let upstream = crate::upstream::client::UpstreamClient::new()?;
         let urls = UrlBuilder::new(&config.http.public_base, config.http.issuer());
         let discovery = CachedJson::new(&provider_metadata(&urls, &keystore));
         let jwks = CachedJson::new(&keystore.jwks());
@@ -95,7 +97,7 @@ impl AppState {
             PasswordManager::disabled()
         });
         let templates = Arc::new(Templates::new(&urls, config.templates.path.clone()));
-        Self {
+        Ok(Self {
             repos,
             clock,
             rng: Arc::new(rng),
@@ -109,8 +111,8 @@ impl AppState {
             passwords,
             templates,
             homeserver,
-            upstream: Arc::new(crate::upstream::client::UpstreamClient::new()),
-        }
+            upstream: Arc::new(upstream),
+        })
     }
 }
 

@@ -40,6 +40,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_upstream_login_user_attributes.sql"),
         postgres: include_str!("../migrations/postgres/0003_upstream_login_user_attributes.sql"),
     },
+    Migration {
+        version: 4,
+        name: "upstream_logout_jtis",
+        sqlite: include_str!("../migrations/sqlite/0004_upstream_logout_jtis.sql"),
+        postgres: include_str!("../migrations/postgres/0004_upstream_logout_jtis.sql"),
+    },
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

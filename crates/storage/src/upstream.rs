@@ -31,6 +31,21 @@ pub trait UpstreamProviderRepository: Send {
         keep: &[Ulid],
     ) -> Result<u64, StorageError>;
     async fn all_enabled(&mut self) -> Result<Vec<UpstreamProvider>, StorageError>;
+    /// Records that `provider` sent a logout token with `jti`, remembered
+    /// until `expires_at` (the token's `exp`): OpenID Connect Back-Channel
+    /// Logout 1.0 §2.6 item 10 (refuse a `jti` already seen). Compare-and-
+    /// set: a `jti` already recorded for the provider (a replay, or the
+    /// loser of two parallel deliveries) is [`StorageError::ConcurrentUpdate`],
+    /// and the transaction stays usable.
+    async fn record_logout_jti(
+        &mut self,
+        provider: &UpstreamProvider,
+        jti: &str,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StorageError>;
+    /// Forgets the logout `jti`s whose token has expired (the `exp` check
+    /// refuses them anyway). Returns how many.
+    async fn remove_expired_logout_jtis(&mut self, clock: &dyn Clock) -> Result<u64, StorageError>;
 }
 
 #[async_trait]
@@ -49,12 +64,22 @@ pub trait UpstreamLinkRepository: Send {
         provider: &UpstreamProvider,
         subject: &str,
     ) -> Result<Option<UpstreamLink>, StorageError>;
+    /// Links `link` to `user`. Compare-and-set on the stored link: when it
+    /// already belongs to another user (whatever `link.user_id` says) this
+    /// is [`StorageError::ConcurrentUpdate`]; to the same user, a no-op.
     async fn associate_to_user(
         &mut self,
         link: UpstreamLink,
         user: &User,
     ) -> Result<UpstreamLink, StorageError>;
     async fn all_for_user(&mut self, user: &User) -> Result<Vec<UpstreamLink>, StorageError>;
+    /// Updates the display name of the upstream account (refreshed on each
+    /// login from the claims).
+    async fn set_human_account_name(
+        &mut self,
+        link: UpstreamLink,
+        name: Option<&str>,
+    ) -> Result<UpstreamLink, StorageError>;
     /// Detaches a link from its user (the link stays, with no user), as
     /// `on_conflict: replace` does to the user's previous link of a provider.
     async fn dissociate(&mut self, link: UpstreamLink) -> Result<UpstreamLink, StorageError>;
@@ -97,4 +122,14 @@ pub trait UpstreamSessionRepository: Send {
         clock: &dyn Clock,
         session: UpstreamAuthorizationSession,
     ) -> Result<UpstreamAuthorizationSession, StorageError>;
+    /// Housekeeping: deletes the sessions created before
+    /// `unconsumed_before` that were never consumed (abandoned logins,
+    /// past their lifetime), and drops the `claims` of those consumed
+    /// before `consumed_before` (kept only for the link step). Returns
+    /// (deleted, claims cleared).
+    async fn purge(
+        &mut self,
+        unconsumed_before: chrono::DateTime<chrono::Utc>,
+        consumed_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(u64, u64), StorageError>;
 }

@@ -165,7 +165,7 @@ pub struct UpstreamProviderConfig {
     /// The provider's ID in Synapse (for migrations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synapse_idp_id: Option<String>,
-    /// Issuer; required unless `discovery_mode` is `disabled`.
+    /// Issuer; required (the `iss` of ID and logout tokens must equal it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
     /// Name shown on the login page.

@@ -180,3 +180,77 @@ fn yaml_syntax_error_names_file() {
     let msg = load_err(&["http: [unclosed\n"]);
     assert!(msg.starts_with("a.yaml: invalid YAML"), "{msg}");
 }
+
+/// Security rules on upstream providers, each failing at its key path.
+#[test]
+fn upstream_security_rules_name_their_path() {
+    const P: &str = "upstream_oauth2:\n  providers:\n    - id: 01JAYS74TCG3BTWKADN5Q4518C\n      client_id: c\n";
+    const ISS: &str = "      issuer: https://x/\n";
+    let cases: &[(String, &str)] = &[
+        // The issuer is required even without discovery (the `iss` check).
+        (
+            format!(
+                "{P}      discovery_mode: disabled\n      authorization_endpoint: https://x/a\n      token_endpoint: https://x/t\n"
+            ),
+            "upstream_oauth2.providers[0].issuer",
+        ),
+        (
+            format!("{P}      issuer: ''\n"),
+            "upstream_oauth2.providers[0].issuer",
+        ),
+        // Back-Channel Logout §2.4: logout tokens must be signed.
+        (
+            format!(
+                "{P}{ISS}      id_token_signed_response_alg: none\n      on_backchannel_logout: logout_all\n"
+            ),
+            "upstream_oauth2.providers[0].id_token_signed_response_alg",
+        ),
+        (
+            format!(
+                "{P}{ISS}      id_token_signed_response_alg: none\n      on_backchannel_logout: logout_browser_only\n"
+            ),
+            "upstream_oauth2.providers[0].id_token_signed_response_alg",
+        ),
+        // Linking by the default `preferred_username` would be a takeover.
+        (
+            format!(
+                "{P}{ISS}      claims_imports:\n        localpart:\n          action: require\n          on_conflict: add\n"
+            ),
+            "upstream_oauth2.providers[0].claims_imports.localpart.template",
+        ),
+        (
+            format!(
+                "{P}{ISS}      claims_imports:\n        localpart:\n          action: force\n          on_conflict: replace\n          template: ' '\n"
+            ),
+            "upstream_oauth2.providers[0].claims_imports.localpart.template",
+        ),
+    ];
+    for (yaml, path) in cases {
+        let err = load(&[yaml]).expect_err(yaml);
+        assert_eq!(err.path(), Some(*path), "{err}");
+    }
+
+    // Allowed: `none` when back-channel logout does nothing; on_conflict
+    // with an explicit template (with a warning saying what it does).
+    let ok = load(&[&format!(
+        "{P}{ISS}      id_token_signed_response_alg: none\n      discovery_mode: disabled\n      authorization_endpoint: https://x/a\n      token_endpoint: https://x/t\n"
+    )])
+    .unwrap();
+    assert!(ok.warnings.is_empty(), "{:?}", ok.warnings);
+    let ok = load(&[&format!(
+        "{P}{ISS}      claims_imports:\n        localpart:\n          action: require\n          on_conflict: set\n          template: '{{{{ user.employee_id }}}}'\n"
+    )])
+    .unwrap();
+    assert_eq!(ok.warnings.len(), 1, "{:?}", ok.warnings);
+    assert_eq!(
+        ok.warnings[0].path,
+        "upstream_oauth2.providers[0].claims_imports.localpart.on_conflict"
+    );
+    assert!(
+        ok.warnings[0]
+            .message
+            .contains("links existing local accounts"),
+        "{}",
+        ok.warnings[0].message
+    );
+}

@@ -91,6 +91,20 @@ async fn consume(
     Ok((up, link))
 }
 
+/// Links `link` to `user`; a link someone else linked meanwhile (the
+/// storage's compare-and-set lost) is [`LinkError::LinkChanged`].
+async fn associate(
+    repo: &mut BoxRepository,
+    link: UpstreamLink,
+    user: &User,
+) -> Result<UpstreamLink, LinkError> {
+    match repo.upstream_links().associate_to_user(link, user).await {
+        Ok(link) => Ok(link),
+        Err(StorageError::ConcurrentUpdate(_)) => Err(LinkError::LinkChanged),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Opens a new browser session for `user` authenticated by the upstream
 /// session (finishing the browser's previous one).
 async fn open_session(
@@ -174,7 +188,7 @@ pub async fn link_to_current(
     if !user.is_valid() {
         return Err(LinkError::Locked);
     }
-    let link = repo.upstream_links().associate_to_user(link, &user).await?;
+    let link = associate(&mut repo, link, &user).await?;
     repo.browser_sessions()
         .authenticate_with_upstream(rng, clock, &session, &link, Some(&up))
         .await?;
@@ -284,7 +298,7 @@ pub async fn register(
         )
         .await?;
     }
-    let link = repo.upstream_links().associate_to_user(link, &user).await?;
+    let link = associate(&mut repo, link, &user).await?;
     let session = open_session(&mut repo, clock, rng, &user, &link, &up, browser).await?;
     repo.save().await?;
     Ok(Linked {

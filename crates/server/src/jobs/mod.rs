@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use vestibule_domain::{Clock, Ulid, job::Job};
 use vestibule_storage::{RepositoryAccess, Rng, StorageError};
 
-pub use worker::{JobWorker, PassReport, WorkerSettings};
+pub use worker::{Housekeeping, JobWorker, PassReport, WorkerSettings};
 
 /// The queue of homeserver jobs. One queue, so jobs run roughly in the order
 /// they were scheduled (provisioning before the device sync that needs it).

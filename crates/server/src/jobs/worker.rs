@@ -52,6 +52,20 @@ pub struct PassReport {
     pub failed: u32,
 }
 
+/// What [`JobWorker::housekeeping`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Housekeeping {
+    /// Upstream sessions never consumed, past their lifetime: deleted.
+    pub abandoned_sessions: u64,
+    /// Consumed upstream sessions whose claims were dropped.
+    pub cleared_claims: u64,
+    /// Expired logout-token and client-assertion `jti`s forgotten.
+    pub expired_jtis: u64,
+}
+
+/// How often [`JobWorker::run`] does its housekeeping (and once at start).
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_hours(1);
+
 /// Why a job did not succeed this time.
 #[derive(Debug, thiserror::Error)]
 enum JobError {
@@ -115,6 +129,37 @@ impl JobWorker {
     /// Counts the passes [`JobWorker::run`] finished (for tests and health).
     pub fn passes(&self) -> watch::Receiver<u64> {
         self.passes.subscribe()
+    }
+
+    /// Housekeeping of short-lived rows, in one transaction: upstream
+    /// authorization sessions never consumed within their lifetime
+    /// (`UPSTREAM_SESSION_TTL_SECONDS`) are deleted, the claims of those
+    /// consumed more than a day ago dropped (only the link step reads
+    /// them); expired logout-token and client-assertion `jti`s forgotten.
+    pub async fn housekeeping(&self) -> Result<Housekeeping, StorageError> {
+        let now = self.clock.now();
+        let ttl = chrono::Duration::seconds(crate::upstream::cookie::UPSTREAM_SESSION_TTL_SECONDS);
+        let mut repo = self.repos.write().await?;
+        let (abandoned_sessions, cleared_claims) = repo
+            .upstream_sessions()
+            .purge(now - ttl, now - chrono::Duration::days(1))
+            .await?;
+        let logout_jtis = repo
+            .upstream_providers()
+            .remove_expired_logout_jtis(self.clock.as_ref())
+            .await?;
+        let client_assertion_jtis = repo
+            .oauth2_client_assertions()
+            .remove_expired(self.clock.as_ref())
+            .await?;
+        repo.save().await?;
+        let done = Housekeeping {
+            abandoned_sessions,
+            cleared_claims,
+            expired_jtis: logout_jtis + client_assertion_jtis,
+        };
+        tracing::debug!(?done, "housekeeping");
+        Ok(done)
     }
 
     /// Reserves the due jobs (one batch), runs them one by one and records
@@ -214,7 +259,14 @@ impl JobWorker {
             poll_interval = ?self.settings.poll_interval,
             "job worker started"
         );
+        let mut last_housekeeping: Option<tokio::time::Instant> = None;
         loop {
+            if last_housekeeping.is_none_or(|at| at.elapsed() >= HOUSEKEEPING_INTERVAL) {
+                last_housekeeping = Some(tokio::time::Instant::now());
+                if let Err(e) = self.housekeeping().await {
+                    tracing::warn!(error = %e, "housekeeping failed; retrying in an hour");
+                }
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => break,

@@ -273,11 +273,24 @@ pub fn import(
     )?;
     let email_template = template(&config.email.template, DEFAULT_EMAIL);
     let mut email = import_one("email", config.email.action, &email_template, claims)?;
-    // An address the provider itself says it has not verified is not
+    // An address the provider itself does not say it has verified is not
     // imported (it could be anyone's; emails are unique here and serve
     // account recovery). Providers that do not send `email_verified` are
-    // trusted, as MAS does.
-    let unverified = claims.merged().get("email_verified") == Some(&Value::Bool(false));
+    // trusted, as MAS does; when sent, only `true` (OIDC Core §5.1: a
+    // boolean; the string "true" is a common deviation) counts as verified.
+    // It is read from the same claim set (userinfo or ID token) the email
+    // came from, so one source's flag cannot vouch for the other's address.
+    let email_claim = claim_name(&email_template).unwrap_or("email");
+    let source = match &claims.userinfo {
+        Some(info) if info.contains_key(email_claim) => info,
+        _ => &claims.id_token,
+    };
+    let unverified = match source.get("email_verified") {
+        None => false,
+        Some(Value::Bool(b)) => !b,
+        Some(Value::String(s)) => s != "true",
+        Some(_) => true,
+    };
     if unverified || email.value.as_deref().is_some_and(|e| !plausible_email(e)) {
         email.value = None;
         if email.action == ImportAction::Require {
@@ -307,6 +320,30 @@ pub fn import(
         account_name,
         custom,
     })
+}
+
+/// The name of the upstream account shown to the user (link offer page,
+/// account page): `claims_imports.account_name.template` as MAS renders
+/// it, or else `preferred_username`, `email`, `sub` (the first present).
+/// Display only: never used to find or link anything. At most 255
+/// characters.
+pub fn human_account_name(config: &ClaimsImports, claims: &Claims) -> Option<String> {
+    let configured = config
+        .account_name
+        .template
+        .as_deref()
+        .and_then(|t| render(t, claims).ok().flatten());
+    let user = claims.merged();
+    let name = configured.or_else(|| {
+        ["preferred_username", "email", "sub"].iter().find_map(|k| {
+            user.get(*k)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        })
+    })?;
+    Some(name.chars().filter(|c| !c.is_control()).take(255).collect())
 }
 
 /// The subject of the link (default `{{ user.sub }}`); `None` if missing.
@@ -615,12 +652,38 @@ mod tests {
             );
             assert_eq!(import(&cfg, &c, HS).unwrap().email.fixed(), Some("a@b.org"));
         }
-        // Userinfo's word counts (it wins over the ID token).
+        // Userinfo's word counts for userinfo's address.
+        let c = claims(
+            json!({"sub": "s", "email": "a@b.org", "email_verified": true}),
+            Some(json!({"email": "x@b.org", "email_verified": false})),
+        );
+        assert!(import(&cfg, &c, HS).is_err());
+        // The flag comes from the source of the address: the ID token's
+        // `true` does not vouch for userinfo's address...
+        let c = claims(
+            json!({"sub": "s", "email_verified": true}),
+            Some(json!({"email": "x@b.org", "email_verified": "no"})),
+        );
+        assert!(import(&cfg, &c, HS).is_err());
+        // ...nor userinfo's `false` about the ID token's address.
         let c = claims(
             json!({"sub": "s", "email": "a@b.org", "email_verified": true}),
             Some(json!({"email_verified": false})),
         );
-        assert!(import(&cfg, &c, HS).is_err());
+        assert_eq!(import(&cfg, &c, HS).unwrap().email.fixed(), Some("a@b.org"));
+        // Anything but true / "true" is unverified.
+        for flag in [json!("false"), json!(0), json!(1), json!("yes"), json!({})] {
+            let c = claims(
+                json!({"sub": "s", "email": "a@b.org", "email_verified": flag}),
+                None,
+            );
+            assert!(import(&cfg, &c, HS).is_err(), "{flag}");
+        }
+        let c = claims(
+            json!({"sub": "s", "email": "a@b.org", "email_verified": "true"}),
+            None,
+        );
+        assert_eq!(import(&cfg, &c, HS).unwrap().email.fixed(), Some("a@b.org"));
     }
 
     #[test]
@@ -789,5 +852,23 @@ mod tests {
         assert_eq!(i.localpart.fixed(), Some("carol"));
         assert_eq!(i.custom["tenant_id"].suggestion(), Some("t9"));
         assert_eq!(i.displayname.value, None);
+    }
+
+    #[test]
+    fn human_account_name_falls_back_to_username_email_sub() {
+        let mut cfg = ClaimsImports::default();
+        assert_eq!(human_account_name(&cfg, &alice()).as_deref(), Some("alice"));
+        let c = claims(json!({"sub": "u-1", "email": "a@b.org"}), None);
+        assert_eq!(human_account_name(&cfg, &c).as_deref(), Some("a@b.org"));
+        let c = claims(json!({"sub": "u-1", "preferred_username": " "}), None);
+        assert_eq!(human_account_name(&cfg, &c).as_deref(), Some("u-1"));
+        cfg.account_name.template = Some("{{ user.name }} ({{ user.tenant_id }})".into());
+        assert_eq!(
+            human_account_name(&cfg, &alice()).as_deref(),
+            Some("Alice Liddell (acme)")
+        );
+        // A template rendering nothing falls back too.
+        cfg.account_name.template = Some("{{ user.absent }}".into());
+        assert_eq!(human_account_name(&cfg, &alice()).as_deref(), Some("alice"));
     }
 }

@@ -8,6 +8,7 @@
 
 use std::{
     collections::HashMap,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -29,9 +30,15 @@ const CACHE_TTL: Duration = Duration::from_mins(15);
 /// The shortest time between two fetches of a key set forced by tokens
 /// naming a key we do not know.
 const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a failed metadata or key-set fetch is answered from memory
+/// (so a down or slow provider is not asked again by every request).
+const NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Clock skew tolerated on `exp`/`iat`/`nbf` (OIDC Core §3.1.3.7 items 9–10
 /// leave it to the client; a minute is common practice).
 const LEEWAY_SECONDS: i64 = 60;
+/// Logout tokens issued longer ago than this (plus the leeway) are
+/// refused (Back-Channel Logout 1.0 §2.6 item 10).
+const MAX_LOGOUT_TOKEN_AGE_SECONDS: i64 = 5 * 60;
 /// Timeout of every request to the provider.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Responses larger than this are refused (metadata, keys, tokens).
@@ -41,7 +48,7 @@ const MAX_BODY: usize = 1024 * 1024;
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// Why an upstream step failed. The message is shown on our error page.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     #[error("the identity provider could not be reached ({0})")]
     Unreachable(String),
@@ -172,9 +179,25 @@ fn effective_metadata(
             }
         }
     }
-    let pick = |over: &Option<Url>, found: Option<&str>, what: &'static str| match over {
-        Some(u) => Ok(Some(u.clone())),
-        None => parse_endpoint(found, what, strict),
+    let internal_ok = issuer_is_internal(provider);
+    let pick = |over: &Option<Url>, found: Option<&str>, what: &'static str| {
+        // Configured by the operator: trusted.
+        if let Some(u) = over {
+            return Ok(Some(u.clone()));
+        }
+        let url = parse_endpoint(found, what, strict)?;
+        // Learned from the provider: for a public issuer, never an
+        // internal address (SSRF; the resolver also checks names).
+        if let Some(u) = &url
+            && !internal_ok
+            && host_is_internal(u)
+        {
+            return Err(UpstreamError::BadMetadata {
+                what: "metadata",
+                why: format!("{what} points to an internal address"),
+            });
+        }
+        Ok(url)
     };
     let authorization_endpoint = pick(
         &provider.authorization_endpoint,
@@ -206,6 +229,115 @@ fn effective_metadata(
     })
 }
 
+/// Whether an address must not be reached on behalf of a provider with a
+/// public issuer (SSRF): loopback, RFC 1918 private, link-local (incl.
+/// cloud metadata at 169.254.169.254), RFC 6598 CGNAT, "this network",
+/// broadcast, multicast, unspecified, RFC 4193 ULA, and IPv6 forms that
+/// embed such an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64).
+pub fn is_internal_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || a == 0
+                || (a == 100 && (b & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal_ip(IpAddr::V4(v4));
+            }
+            // IPv4-compatible (::a.b.c.d, deprecated) and NAT64 64:ff9b::/96.
+            if seg[..6] == [0; 6] || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [.., a, b, c, d] = v6.octets();
+                return is_internal_ip(IpAddr::V4(Ipv4Addr::new(a, b, c, d)));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Whether a URL's host is `localhost` (RFC 6761 §6.3, also its
+/// subdomains) or an internal IP literal.
+fn host_is_internal(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => is_internal_ip(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => is_internal_ip(IpAddr::V6(ip)),
+        None => true,
+    }
+}
+
+/// Whether the operator configured this provider's issuer on an internal
+/// host: then its requests may reach internal addresses; otherwise none
+/// may (whatever the discovery document or DNS says).
+pub fn issuer_is_internal(provider: &UpstreamProviderConfig) -> bool {
+    provider
+        .issuer
+        .as_deref()
+        .and_then(|i| Url::parse(i).ok())
+        .is_some_and(|u| host_is_internal(&u))
+}
+
+/// Refuses an IP-literal (or `localhost`) destination of an internal class
+/// for a provider with a public issuer (names are checked at resolution),
+/// unless the operator configured that very endpoint.
+fn check_destination(provider: &UpstreamProviderConfig, url: &Url) -> Result<(), UpstreamError> {
+    let configured = [
+        &provider.authorization_endpoint,
+        &provider.token_endpoint,
+        &provider.userinfo_endpoint,
+        &provider.jwks_uri,
+    ]
+    .into_iter()
+    .any(|c| c.as_ref() == Some(url));
+    if !configured && !issuer_is_internal(provider) && host_is_internal(url) {
+        return Err(UpstreamError::Unreachable(
+            "the address is internal and the provider's issuer is not".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// A resolver that drops internal addresses ([`is_internal_ip`]) from the
+/// answer, failing when none is left: a public name cannot be made to
+/// point us at an internal service (DNS rebinding included: the check is
+/// on the very addresses we connect to).
+#[derive(Debug, Clone, Copy)]
+struct PublicOnlyResolver;
+
+impl reqwest::dns::Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| !is_internal_ip(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "the name resolves only to internal addresses",
+                ))
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 type Cached<T> = Mutex<HashMap<String, (Instant, Arc<T>)>>;
 
 fn cached<T>(cache: &Cached<T>, key: &str) -> Option<Arc<T>> {
@@ -228,7 +360,13 @@ fn store<T>(cache: &Cached<T>, key: String, value: Arc<T>) {
 /// The upstream HTTP client with its caches (one per process, in
 /// `AppState`).
 pub struct UpstreamClient {
+    /// For providers whose configured issuer is public: resolved addresses
+    /// of internal classes are refused ([`PublicOnlyResolver`]).
     http: reqwest::Client,
+    /// For providers whose configured issuer is itself internal
+    /// (`localhost`, a loopback or private literal): the operator pointed
+    /// us there on purpose.
+    http_internal: reqwest::Client,
     metadata: Cached<ProviderMetadata>,
     jwks: Cached<Value>,
     /// When each key set was last fetched because a token named an
@@ -236,6 +374,12 @@ pub struct UpstreamClient {
     /// unauthenticated tokens (back-channel logout) cannot make us hammer
     /// the provider.
     forced: Mutex<HashMap<String, Instant>>,
+    /// Failed fetches by cache key, answered as is for
+    /// [`NEGATIVE_CACHE_TTL`].
+    failures: Mutex<HashMap<String, (Instant, UpstreamError)>>,
+    /// One fetch at a time per cache key (single flight): the others wait
+    /// and then find the cache filled (or the failure recorded).
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -244,18 +388,23 @@ impl std::fmt::Debug for UpstreamClient {
     }
 }
 
-impl Default for UpstreamClient {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The token endpoint's answer (RFC 6749 §5.1, OIDC Core §3.1.3.3).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
     pub id_token: Option<String>,
+}
+
+/// The tokens are credentials: never in logs or panics.
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 /// A validated logout token (Back-Channel Logout 1.0 §2.4).
@@ -263,27 +412,55 @@ pub struct TokenResponse {
 pub struct LogoutToken {
     pub sub: Option<String>,
     pub sid: Option<String>,
+    /// Unique per token (§2.4); recorded until `exp` against replays
+    /// (§2.6 item 10).
+    pub jti: String,
+    pub exp: DateTime<Utc>,
 }
 
 impl UpstreamClient {
-    pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(HTTP_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("vestibule/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        Self {
-            http,
+    /// Fails when the HTTP client cannot be built (e.g. no TLS backend):
+    /// falling back to a default client would silently drop the timeout and
+    /// the no-redirect policy.
+    pub fn new() -> Result<Self, reqwest::Error> {
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(HTTP_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("vestibule/", env!("CARGO_PKG_VERSION")))
+        };
+        Ok(Self {
+            http: builder()
+                .dns_resolver(Arc::new(PublicOnlyResolver))
+                .build()?,
+            http_internal: builder().build()?,
             metadata: Mutex::default(),
             jwks: Mutex::default(),
             forced: Mutex::default(),
+            failures: Mutex::default(),
+            flights: Mutex::default(),
+        })
+    }
+
+    /// The client for requests on behalf of `provider` (see
+    /// [`issuer_is_internal`]).
+    fn http_for(&self, provider: &UpstreamProviderConfig) -> &reqwest::Client {
+        if issuer_is_internal(provider) {
+            &self.http_internal
+        } else {
+            &self.http
         }
     }
 
-    async fn get_json(&self, url: &Url, what: &'static str) -> Result<Value, UpstreamError> {
+    async fn get_json(
+        &self,
+        provider: &UpstreamProviderConfig,
+        url: &Url,
+        what: &'static str,
+    ) -> Result<Value, UpstreamError> {
+        check_destination(provider, url)?;
         let res = self
-            .http
+            .http_for(provider)
             .get(url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
@@ -318,6 +495,58 @@ impl UpstreamClient {
         if let Some(m) = cached(&self.metadata, &key) {
             return Ok(m);
         }
+        let key = format!("metadata|{key}");
+        let flight = self.flight(&key);
+        let _flying = flight.lock().await;
+        let cache_key = &key["metadata|".len()..];
+        if let Some(m) = cached(&self.metadata, cache_key) {
+            return Ok(m);
+        }
+        self.recent_failure(&key)?;
+        match self.fetch_metadata(provider).await {
+            Ok(m) => {
+                let m = Arc::new(m);
+                store(&self.metadata, cache_key.to_owned(), m.clone());
+                Ok(m)
+            }
+            Err(e) => Err(self.remember_failure(key, e)),
+        }
+    }
+
+    /// The single-flight lock of a cache key.
+    fn flight(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The failure of a fetch of `key` less than [`NEGATIVE_CACHE_TTL`] ago.
+    fn recent_failure(&self, key: &str) -> Result<(), UpstreamError> {
+        let failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match failures.get(key) {
+            Some((at, e)) if at.elapsed() < NEGATIVE_CACHE_TTL => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    fn remember_failure(&self, key: String, e: UpstreamError) -> UpstreamError {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, (Instant::now(), e.clone()));
+        e
+    }
+
+    async fn fetch_metadata(
+        &self,
+        provider: &UpstreamProviderConfig,
+    ) -> Result<ProviderMetadata, UpstreamError> {
         let raw = match provider.discovery_mode {
             DiscoveryMode::Disabled => None,
             mode => {
@@ -339,7 +568,7 @@ impl UpstreamClient {
                     issuer.trim_end_matches('/')
                 ))
                 .map_err(|_| UpstreamError::Config("the issuer is not a URL".to_owned()))?;
-                let doc = self.get_json(&url, "discovery document").await?;
+                let doc = self.get_json(provider, &url, "discovery document").await?;
                 Some(serde_json::from_value::<RawMetadata>(doc).map_err(|_| {
                     UpstreamError::BadMetadata {
                         what: "discovery document",
@@ -348,14 +577,17 @@ impl UpstreamClient {
                 })?)
             }
         };
-        let m = Arc::new(effective_metadata(provider, raw)?);
-        store(&self.metadata, key, m.clone());
-        Ok(m)
+        effective_metadata(provider, raw)
     }
 
     /// The provider's JWK Set, from the cache unless `refresh` (which is
     /// honoured once per [`FORCED_REFRESH_INTERVAL`] per key set).
-    pub async fn jwks(&self, uri: &Url, refresh: bool) -> Result<Arc<Value>, UpstreamError> {
+    pub async fn jwks(
+        &self,
+        provider: &UpstreamProviderConfig,
+        uri: &Url,
+        refresh: bool,
+    ) -> Result<Arc<Value>, UpstreamError> {
         let key = uri.to_string();
         let refresh = refresh && {
             let mut forced = self
@@ -373,13 +605,35 @@ impl UpstreamClient {
         if !refresh && let Some(j) = cached(&self.jwks, &key) {
             return Ok(j);
         }
-        let doc = self.get_json(uri, "key set").await?;
-        if !doc.get("keys").is_some_and(Value::is_array) {
-            return Err(UpstreamError::BadMetadata {
-                what: "key set",
-                why: "no keys array".to_owned(),
-            });
+        let flight_key = format!("jwks|{key}");
+        let flight = self.flight(&flight_key);
+        let started = Instant::now();
+        let _flying = flight.lock().await;
+        // Fetched by another request while we waited (fresh enough even
+        // for a forced refresh: it started after ours was asked for).
+        {
+            let guard = self
+                .jwks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((at, j)) = guard.get(&key)
+                && (*at >= started || (!refresh && at.elapsed() < CACHE_TTL))
+            {
+                return Ok(j.clone());
+            }
         }
+        self.recent_failure(&flight_key)?;
+        let doc = match self.get_json(provider, uri, "key set").await {
+            Ok(doc) if doc.get("keys").is_some_and(Value::is_array) => doc,
+            Ok(_) => {
+                let e = UpstreamError::BadMetadata {
+                    what: "key set",
+                    why: "no keys array".to_owned(),
+                };
+                return Err(self.remember_failure(flight_key, e));
+            }
+            Err(e) => return Err(self.remember_failure(flight_key, e)),
+        };
         let j = Arc::new(doc);
         store(&self.jwks, key, j.clone());
         Ok(j)
@@ -401,10 +655,12 @@ impl UpstreamClient {
             vestibule_keys::peek_jws_header(token).map_err(|_| invalid(what, "it is not a JWT"))?;
         let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
         if alg != alg_name(expected_alg) {
+            // Attacker-supplied: only printable ASCII, bounded, is echoed.
             return Err(invalid(
                 what,
                 format!(
-                    "it is signed with {alg:?}, expected {}",
+                    "it is signed with {:?}, expected {}",
+                    printable(alg),
                     alg_name(expected_alg)
                 ),
             ));
@@ -433,7 +689,7 @@ impl UpstreamClient {
                     .jwks_uri
                     .as_ref()
                     .ok_or_else(|| UpstreamError::Config("no jwks_uri".to_owned()))?;
-                let keys = self.jwks(uri, false).await?;
+                let keys = self.jwks(provider, uri, false).await?;
                 let kid = header.get("kid").and_then(Value::as_str);
                 let known = |keys: &Value| {
                     kid.is_none_or(|kid| {
@@ -445,7 +701,7 @@ impl UpstreamClient {
                 let keys = if known(&keys) {
                     keys
                 } else {
-                    self.jwks(uri, true).await?
+                    self.jwks(provider, uri, true).await?
                 };
                 vestibule_keys::verify_jws_with_jwks(token, &keys)
                     .map(|v| v.claims)
@@ -484,7 +740,10 @@ impl UpstreamClient {
         if let Some(v) = code_verifier {
             form.push(("code_verifier", v.to_owned()));
         }
-        let mut req = self.http.post(metadata.token_endpoint.clone());
+        check_destination(provider, &metadata.token_endpoint)?;
+        let mut req = self
+            .http_for(provider)
+            .post(metadata.token_endpoint.clone());
         let secret = || {
             provider
                 .client_secret
@@ -644,8 +903,9 @@ impl UpstreamClient {
             .userinfo_endpoint
             .as_ref()
             .ok_or_else(|| UpstreamError::Config("no userinfo endpoint".to_owned()))?;
+        check_destination(provider, endpoint)?;
         let res = self
-            .http
+            .http_for(provider)
             .get(endpoint.clone())
             .bearer_auth(access_token)
             .send()
@@ -695,6 +955,23 @@ impl UpstreamClient {
         now: DateTime<Utc>,
     ) -> Result<LogoutToken, UpstreamError> {
         const W: &str = "logout token";
+        // §2.4: "Logout Tokens MUST be signed": whatever the ID token
+        // algorithm is configured to, an unsigned one is never accepted
+        // (config validation refuses `none` with back-channel logout on).
+        if provider.id_token_signed_response_alg == JwsAlg::None {
+            return Err(invalid(W, "unsigned logout tokens are not accepted"));
+        }
+        let header =
+            vestibule_keys::peek_jws_header(token).map_err(|_| invalid(W, "it is not a JWT"))?;
+        // §2.4 / RFC 8725 §3.11: when typed, the type is `logout+jwt`
+        // (RFC 7515 §4.1.9: the `application/` prefix may be present, and
+        // media types compare case-insensitively).
+        if let Some(typ) = header.get("typ") {
+            let typ = typ.as_str().unwrap_or("").to_ascii_lowercase();
+            if typ != "logout+jwt" && typ != "application/logout+jwt" {
+                return Err(invalid(W, "its typ is not logout+jwt"));
+            }
+        }
         // §2.6 item 3: as an ID token's signature (OIDC Core §3.1.3.7 6–8).
         let claims = self
             .verify_jws(
@@ -718,19 +995,30 @@ impl UpstreamClient {
         if iat > now + LEEWAY_SECONDS {
             return Err(invalid(W, "it was issued in the future"));
         }
-        if let Some(exp) = claims.get("exp")
-            && exp.as_i64().is_none_or(|exp| exp + LEEWAY_SECONDS < now)
-        {
+        // §2.6 item 10 lets the RP refuse tokens issued too far in the
+        // past: that bounds how long a jti must be remembered.
+        if iat + MAX_LOGOUT_TOKEN_AGE_SECONDS + LEEWAY_SECONDS < now {
+            return Err(invalid(W, "it was issued too long ago"));
+        }
+        // §2.4 (as amended by the 2023 errata set): `exp` is REQUIRED.
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| invalid(W, "exp is missing"))?;
+        if exp + LEEWAY_SECONDS < now {
             return Err(invalid(W, "it has expired"));
         }
         // §2.4: jti REQUIRED.
-        if claims
+        let jti = claims
             .get("jti")
             .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            return Err(invalid(W, "jti is missing"));
+            .filter(|j| !j.is_empty())
+            .ok_or_else(|| invalid(W, "jti is missing"))?
+            .to_owned();
+        if jti.len() > 255 {
+            return Err(invalid(W, "jti is too long"));
         }
+        let exp = DateTime::from_timestamp(exp, 0).ok_or_else(|| invalid(W, "exp is invalid"))?;
         // Item 5–6: sub and/or sid.
         let sub = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
         let sid = claims.get("sid").and_then(Value::as_str).map(str::to_owned);
@@ -750,7 +1038,7 @@ impl UpstreamClient {
         if claims.contains_key("nonce") {
             return Err(invalid(W, "it carries a nonce"));
         }
-        Ok(LogoutToken { sub, sid })
+        Ok(LogoutToken { sub, sid, jti, exp })
     }
 }
 
@@ -908,18 +1196,26 @@ fn without_url(e: &reqwest::Error) -> String {
     }
 }
 
-async fn read_body(res: reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
+/// The body, refused past [`MAX_BODY`]: early by `Content-Length`, and
+/// otherwise (chunked, or a lying length) while reading, so that no more
+/// than the limit plus one chunk is ever buffered.
+async fn read_body(mut res: reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
+    let too_large = || UpstreamError::Unreachable("response too large".to_owned());
     if res.content_length().is_some_and(|l| l > MAX_BODY as u64) {
-        return Err(UpstreamError::Unreachable("response too large".to_owned()));
+        return Err(too_large());
     }
-    let bytes = res
-        .bytes()
+    let mut body = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
         .await
-        .map_err(|e| UpstreamError::Unreachable(without_url(&e)))?;
-    if bytes.len() > MAX_BODY {
-        return Err(UpstreamError::Unreachable("response too large".to_owned()));
+        .map_err(|e| UpstreamError::Unreachable(without_url(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
     }
-    Ok(bytes.to_vec())
+    Ok(body)
 }
 
 /// At most 80 printable ASCII characters of something the provider said.
@@ -971,9 +1267,16 @@ mod tests {
         let mut r = raw("https://idp.example");
         r.token_endpoint = Some("http://idp.example/token".to_owned());
         assert!(effective_metadata(&p, Some(r)).is_err());
+        // SSRF: a public issuer's document cannot send us to loopback...
         let mut r = raw("https://idp.example");
         r.token_endpoint = Some("http://127.0.0.1:9/token".to_owned());
-        assert!(effective_metadata(&p, Some(r)).is_ok());
+        assert!(effective_metadata(&p, Some(r)).is_err());
+        // ...but a provider configured on loopback may use it.
+        let mut local = p.clone();
+        local.issuer = Some("http://127.0.0.1:9".to_owned());
+        let mut r = raw("http://127.0.0.1:9");
+        r.token_endpoint = Some("http://127.0.0.1:9/token".to_owned());
+        assert!(effective_metadata(&local, Some(r)).is_ok());
         // Disabled: only what is configured, and it must be complete.
         let mut disabled = p;
         disabled.discovery_mode = DiscoveryMode::Disabled;
@@ -1038,5 +1341,254 @@ mod tests {
         assert!(!ok(
             json!({"iss": "https://idp.example", "aud": ["vestibule", "x"], "azp": "x"})
         ));
+    }
+
+    #[test]
+    fn internal_addresses_are_classified() {
+        let internal = [
+            "127.0.0.1",
+            "127.255.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.254",
+            "0.0.0.0",
+            "0.1.2.3",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+        ];
+        for ip in internal {
+            assert!(is_internal_ip(ip.parse().unwrap()), "{ip}");
+        }
+        let public = [
+            "8.8.8.8",
+            "93.184.216.34",
+            "172.32.0.1",
+            "100.128.0.1",
+            "100.63.255.255",
+            "192.169.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+        ];
+        for ip in public {
+            assert!(!is_internal_ip(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    /// The SSRF policy: what a provider with a public issuer may reach.
+    #[test]
+    fn public_issuers_cannot_reach_internal_addresses() {
+        let public = provider();
+        assert!(!issuer_is_internal(&public));
+        for url in [
+            "http://127.0.0.1:8080/jwks",
+            "http://[::1]/x",
+            "https://10.0.0.5/token",
+            "http://169.254.169.254/latest/meta-data/",
+            "https://[::ffff:192.168.0.1]/x",
+            "http://localhost:9000/x",
+            "http://api.localhost/x",
+        ] {
+            let url: Url = url.parse().unwrap();
+            assert!(check_destination(&public, &url).is_err(), "{url}");
+            // Nor through a discovery document (jwks_uri and endpoints).
+            let mut r = raw("https://idp.example");
+            r.jwks_uri = Some(url.to_string());
+            assert!(effective_metadata(&public, Some(r)).is_err(), "{url}");
+        }
+        assert!(check_destination(&public, &"https://idp.example/t".parse().unwrap()).is_ok());
+        // What the operator configured is trusted.
+        let mut configured = public.clone();
+        configured.token_endpoint = Some("https://10.0.0.5/token".parse().unwrap());
+        let t = configured.token_endpoint.clone().unwrap();
+        assert!(check_destination(&configured, &t).is_ok());
+        // An issuer the operator put on an internal host may use them.
+        for issuer in [
+            "http://127.0.0.1:4000",
+            "https://10.0.0.5",
+            "http://localhost:3000",
+        ] {
+            let mut internal = public.clone();
+            internal.issuer = Some(issuer.to_owned());
+            assert!(issuer_is_internal(&internal), "{issuer}");
+            let url: Url = "http://127.0.0.1:8080/jwks".parse().unwrap();
+            assert!(check_destination(&internal, &url).is_ok(), "{issuer}");
+        }
+    }
+
+    /// The resolver behind every request of a public-issuer provider never
+    /// yields an internal address: `localhost` resolves to loopback only,
+    /// so it fails; an IP literal given as a name is filtered the same way.
+    #[tokio::test]
+    async fn the_resolver_drops_internal_addresses() {
+        use reqwest::dns::Resolve;
+        for name in ["localhost", "127.0.0.1", "10.0.0.1"] {
+            let r = PublicOnlyResolver.resolve(name.parse().unwrap()).await;
+            assert!(r.is_err(), "{name}");
+        }
+        // End to end: a public-issuer provider's request to a name that
+        // resolves to loopback fails before any connection.
+        let client = UpstreamClient::new().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url: Url = format!("http://localhost:{port}/jwks").parse().unwrap();
+        let err = client
+            .http_for(&provider())
+            .get(url.clone())
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_connect() || err.is_request(), "{err}");
+        // A provider configured on loopback uses the unfiltered client.
+        let mut local = provider();
+        local.issuer = Some(format!("http://localhost:{port}"));
+        assert!(std::ptr::eq(
+            client.http_for(&local),
+            &raw const client.http_internal
+        ));
+        drop(listener);
+    }
+
+    #[test]
+    fn token_response_debug_redacts_tokens() {
+        let t: TokenResponse = serde_json::from_value(json!({
+            "access_token": "at-secret", "token_type": "Bearer", "id_token": "eyJ.idt-secret.sig"
+        }))
+        .unwrap();
+        let d = format!("{t:?}");
+        assert!(!d.contains("at-secret") && !d.contains("idt-secret"), "{d}");
+        assert!(d.contains("Bearer"), "{d}");
+    }
+
+    /// A chunked body (no Content-Length) over the limit is refused while
+    /// reading, without waiting for its end; one at the limit is read whole.
+    #[tokio::test]
+    async fn chunked_bodies_over_the_limit_are_refused() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        async fn serve(total: usize) -> Url {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                            transfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 64 * 1024];
+                let mut sent = 0;
+                while sent < total {
+                    let n = chunk.len().min(total - sent);
+                    let mut frame = format!("{n:x}\r\n").into_bytes();
+                    frame.extend_from_slice(&chunk[..n]);
+                    frame.extend_from_slice(b"\r\n");
+                    if sock.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                    sent += n;
+                }
+                let _ = sock.write_all(b"0\r\n\r\n").await;
+            });
+            format!("http://{addr}/").parse().unwrap()
+        }
+        let client = UpstreamClient::new().unwrap();
+        let mut local = provider();
+        local.issuer = Some("http://127.0.0.1".to_owned());
+        let get = |url: Url| {
+            let req = client.http_for(&local).get(url);
+            async move { read_body(req.send().await.unwrap()).await }
+        };
+        // An endless body: refused once past the limit (reading it whole
+        // would only end with the request timeout, after buffering it all).
+        let err = get(serve(usize::MAX).await).await.unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+        let ok = get(serve(MAX_BODY).await).await.unwrap();
+        assert_eq!(ok.len(), MAX_BODY);
+    }
+
+    /// A server answering every request after `delay` with `status` and
+    /// `body`, counting the requests.
+    async fn counting_server(
+        status: u16,
+        body: Value,
+        delay: Duration,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let counter = hits.clone();
+        let body = body.to_string();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    tokio::time::sleep(delay).await;
+                    let res = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(res.as_bytes()).await;
+                });
+            }
+        });
+        (base, hits)
+    }
+
+    /// Concurrent requests for an uncached document make one fetch; a
+    /// failed fetch is answered from memory for a while.
+    #[tokio::test]
+    async fn metadata_fetches_are_single_flight_and_failures_are_cached() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (base, hits) = counting_server(200, json!({}), Duration::from_millis(200)).await;
+        let mut p = provider();
+        p.issuer = Some(base.clone());
+        p.discovery_mode = DiscoveryMode::Insecure;
+        p.authorization_endpoint = Some(format!("{base}/a").parse().unwrap());
+        p.token_endpoint = Some(format!("{base}/t").parse().unwrap());
+        let client = UpstreamClient::new().unwrap();
+        let (r1, r2, r3, r4, r5) = tokio::join!(
+            client.metadata(&p),
+            client.metadata(&p),
+            client.metadata(&p),
+            client.metadata(&p),
+            client.metadata(&p),
+        );
+        assert!([r1, r2, r3, r4, r5].iter().all(Result::is_ok));
+        assert_eq!(hits.load(SeqCst), 1, "one fetch for five requests");
+
+        let (base, hits) = counting_server(500, json!({}), Duration::ZERO).await;
+        let mut down = p.clone();
+        down.issuer = Some(base.clone());
+        let uri: Url = format!("{base}/jwks").parse().unwrap();
+        for _ in 0..3 {
+            assert!(client.metadata(&down).await.is_err());
+            assert!(client.jwks(&down, &uri, false).await.is_err());
+            assert!(client.jwks(&down, &uri, true).await.is_err());
+        }
+        assert_eq!(hits.load(SeqCst), 2, "one metadata and one key set fetch");
     }
 }

@@ -51,7 +51,8 @@ impl TestApp {
             Encrypter::new(&[7; 32]),
             config,
             Arc::new(MockHomeserver::new("example.org")),
-        );
+        )
+        .expect("state");
         Self { state, db, clock }
     }
 

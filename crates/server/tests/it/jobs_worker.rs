@@ -571,3 +571,54 @@ async fn running_worker_wakes_on_schedule_and_stops_on_shutdown() {
         .unwrap();
     db.cleanup().await;
 }
+
+/// Housekeeping deletes upstream sessions abandoned past their 30-minute
+/// lifetime and keeps the fresh ones.
+#[tokio::test]
+async fn housekeeping_purges_abandoned_upstream_sessions() {
+    for db in databases().await {
+        let mut s = Setup::new(&db);
+        let worker = s.worker(Arc::new(MockHomeserver::new("example.org")));
+        let mut repo = s.repos.write().await.unwrap();
+        let provider = repo
+            .upstream_providers()
+            .upsert(
+                s.clock.as_ref(),
+                vestibule_domain::new_id(s.clock.as_ref(), &mut s.rng),
+                vestibule_storage::upstream::UpstreamProviderParams {
+                    issuer: Some("https://idp.example/".to_owned()),
+                    human_name: None,
+                    brand_name: None,
+                },
+            )
+            .await
+            .unwrap();
+        let old = repo
+            .upstream_sessions()
+            .add(
+                &mut s.rng,
+                s.clock.as_ref(),
+                &provider,
+                "st-old",
+                None,
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        repo.save().await.unwrap();
+        s.clock.advance(chrono::Duration::minutes(29));
+        assert_eq!(worker.housekeeping().await.unwrap().abandoned_sessions, 0);
+        s.clock.advance(chrono::Duration::minutes(2));
+        let done = worker.housekeeping().await.unwrap();
+        assert_eq!(done.abandoned_sessions, 1, "{done:?}");
+        let mut repo = s.repos.read().await.unwrap();
+        assert!(
+            repo.upstream_sessions()
+                .lookup(old.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}

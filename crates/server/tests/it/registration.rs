@@ -109,6 +109,7 @@ fn state_on(db: &TestDatabase, policy_data: Value) -> AppState {
             "example.org",
         )),
     )
+    .unwrap()
 }
 
 async fn assert_refused(app: &Router, body: &Value, error: &str, field: &str) {

@@ -212,15 +212,20 @@ async fn bad_logout_tokens_are_refused() {
         "jti": "j1", "sub": "someone", "sid": "s1",
         "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
     });
-    let (status, _) = post_token(&app, Some(&fake.sign(&good))).await;
+    let (status, _) = post_token(&app, Some(&fake.sign_logout(&good))).await;
     assert_eq!(status, StatusCode::OK);
+    // §2.6 item 10: the same token (its jti) again is refused.
+    let (status, body) = post_token(&app, Some(&fake.sign_logout(&good))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let d = body["error_description"].as_str().unwrap();
+    assert!(d.contains("jti was already used"), "{d}");
 
     let other = vestibule_keys::Keystore::new(vec![(
         Some("fake".to_owned()),
         vestibule_keys::generate_ec_p256(&mut rand::rngs::OsRng),
     )])
     .unwrap();
-    let forged = other.sign_jwt("ES256", &good).unwrap();
+    let forged = other.sign_typed_jwt("ES256", "logout+jwt", &good).unwrap();
     let (status, body) = post_token(&app, Some(&forged)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "invalid_request");
@@ -239,6 +244,11 @@ async fn bad_logout_tokens_are_refused() {
         ("iss", json!("https://evil.example"), "iss"),
         ("jti", Value::Null, "jti"),
         ("iat", json!(now + 3600), "future"),
+        // §2.6 item 10: too old to be worth remembering its jti.
+        ("iat", json!(now - 3600), "too long ago"),
+        // §2.4 (errata): exp is required, and must not be past.
+        ("exp", Value::Null, "exp is missing"),
+        ("exp", json!(now - 3600), "expired"),
     ];
     for (key, value, message) in cases {
         let mut claims = good.clone();
@@ -247,7 +257,7 @@ async fn bad_logout_tokens_are_refused() {
         } else {
             claims[key] = value;
         }
-        let (status, body) = post_token(&app, Some(&fake.sign(&claims))).await;
+        let (status, body) = post_token(&app, Some(&fake.sign_logout(&claims))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{key}");
         let d = body["error_description"].as_str().unwrap();
         assert!(d.contains(message), "{key}: {d}");
@@ -255,8 +265,16 @@ async fn bad_logout_tokens_are_refused() {
     let mut neither = good.clone();
     neither.as_object_mut().unwrap().remove("sub");
     neither.as_object_mut().unwrap().remove("sid");
-    let (status, _) = post_token(&app, Some(&fake.sign(&neither))).await;
+    let (status, _) = post_token(&app, Some(&fake.sign_logout(&neither))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // §2.4 / RFC 8725 §3.11: a typed token must be typed `logout+jwt` (so
+    // a JWT of another kind, e.g. an ID token, cannot pass as one).
+    let mut another = good.clone();
+    another["jti"] = json!("j-typ");
+    let (status, body) = post_token(&app, Some(&fake.sign(&another))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let d = body["error_description"].as_str().unwrap();
+    assert!(d.contains("typ"), "{d}");
     let (status, body) = post_token(&app, None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "invalid_request");
@@ -284,8 +302,100 @@ async fn a_sid_only_logout_token_ends_that_provider_session() {
     )
     .await;
     let state = &app.t.state;
+    let sessions = carol_sessions(&app, &fake, &["op-sid-1", "op-sid-2"]).await;
+    let now = app.t.clock.now().timestamp();
+    let token = fake.sign_logout(&json!({
+        "iss": fake.issuer, "aud": "rp", "iat": now, "exp": now + 120, "jti": "j-sid", "sid": "op-sid-2",
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+    }));
+    let (status, _) = post_token(&app, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        browser_session(&app, sessions[1].0.id)
+            .await
+            .finished_at
+            .is_some()
+    );
+    assert!(
+        browser_session(&app, sessions[0].0.id)
+            .await
+            .finished_at
+            .is_none(),
+        "another provider session of the same user stays"
+    );
+    let mut repo = state.repos.read().await.unwrap();
+    let compat = repo
+        .compat_sessions()
+        .lookup(sessions[1].1.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(compat.finished_at.is_none(), "logout_browser_only");
+    drop(repo);
+    assert!(
+        app.hs
+            .calls()
+            .iter()
+            .all(|c| !c.starts_with("delete_device"))
+    );
+    app.cleanup().await;
+}
+
+/// §2.4: "Logout Tokens MUST be signed". A provider configured with
+/// `id_token_signed_response_alg: none` (which config validation allows
+/// only with `on_backchannel_logout: do_nothing`; here it is set directly)
+/// still never gets an unsigned logout token accepted.
+#[tokio::test]
+async fn unsigned_logout_tokens_are_refused_even_with_alg_none() {
+    use base64::Engine;
+    let fake = Fake::start().await;
+    let app = UpApp::new(
+        sqlite().await,
+        vec![provider(
+            FAKE,
+            &fake.issuer,
+            "rp",
+            &json!({
+                "id_token_signed_response_alg": "none",
+                "on_backchannel_logout": "logout_all",
+            }),
+        )],
+        None,
+    )
+    .await;
+    let now = app.t.clock.now().timestamp();
+    let b64 = |v: &Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    };
+    let claims = json!({
+        "iss": fake.issuer, "aud": "rp", "iat": now, "exp": now + 120,
+        "jti": "j-none", "sub": "someone",
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+    });
+    for typ in ["logout+jwt", "JWT"] {
+        let unsigned = format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "typ": typ})),
+            b64(&claims)
+        );
+        let (status, body) = post_token(&app, Some(&unsigned)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{typ}");
+        let d = body["error_description"].as_str().unwrap();
+        assert!(d.contains("unsigned"), "{d}");
+    }
+    app.cleanup().await;
+}
+
+/// Carol signs in through the fake provider once per provider session
+/// `sid`; each login gets a browser session and a compat session on it.
+async fn carol_sessions(
+    app: &UpApp,
+    fake: &Fake,
+    sids: &[&str],
+) -> Vec<(BrowserSession, vestibule_domain::compat::CompatSession)> {
+    let state = &app.t.state;
     let mut sessions = Vec::new();
-    for sid in ["op-sid-1", "op-sid-2"] {
+    for &sid in sids {
         let mut b = app.browser();
         let r = b.get(&format!("/upstream/authorize/{FAKE}")).await;
         let q = crate::browser_helpers::params_of(r.location().unwrap(), false);
@@ -348,40 +458,54 @@ async fn a_sid_only_logout_token_ends_that_provider_session() {
         repo.save().await.unwrap();
         sessions.push((bs, compat));
     }
+    sessions
+}
+
+/// With a subject template, links are keyed by the rendered subject: a
+/// logout token's raw `sub` equal to a rendered subject must not end that
+/// link's sessions; its `sid` alone is used.
+#[tokio::test]
+async fn with_a_subject_template_only_sid_finds_sessions() {
+    let fake = Fake::start().await;
+    let app = UpApp::new(
+        sqlite().await,
+        vec![provider(
+            FAKE,
+            &fake.issuer,
+            "rp",
+            &json!({
+                "id_token_signed_response_alg": "ES256",
+                "on_backchannel_logout": "logout_browser_only",
+                "claims_imports": {"subject": {"template": "t1-{{ user.sub }}"}},
+            }),
+        )],
+        None,
+    )
+    .await;
+    let sessions = carol_sessions(&app, &fake, &["op-sid-1"]).await;
+    let bs = sessions[0].0.id;
     let now = app.t.clock.now().timestamp();
-    let token = fake.sign(&json!({
-        "iss": fake.issuer, "aud": "rp", "iat": now, "jti": "j-sid", "sid": "op-sid-2",
-        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
-    }));
-    let (status, _) = post_token(&app, Some(&token)).await;
+    let token = |jti: &str, sub: &str, sid: Option<&str>| {
+        let mut claims = json!({
+            "iss": fake.issuer, "aud": "rp", "iat": now, "exp": now + 120,
+            "jti": jti, "sub": sub,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        });
+        if let Some(sid) = sid {
+            claims["sid"] = json!(sid);
+        }
+        fake.sign_logout(&claims)
+    };
+    // The raw sub equals the link's rendered subject, and no sid: nothing
+    // is ended (matching it would end every session of that link).
+    let (status, _) = post_token(&app, Some(&token("j1", "t1-carol-sub", None))).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        browser_session(&app, sessions[1].0.id)
-            .await
-            .finished_at
-            .is_some()
+        browser_session(&app, bs).await.finished_at.is_none(),
+        "a raw sub is not matched against rendered subjects"
     );
-    assert!(
-        browser_session(&app, sessions[0].0.id)
-            .await
-            .finished_at
-            .is_none(),
-        "another provider session of the same user stays"
-    );
-    let mut repo = state.repos.read().await.unwrap();
-    let compat = repo
-        .compat_sessions()
-        .lookup(sessions[1].1.id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(compat.finished_at.is_none(), "logout_browser_only");
-    drop(repo);
-    assert!(
-        app.hs
-            .calls()
-            .iter()
-            .all(|c| !c.starts_with("delete_device"))
-    );
+    let (status, _) = post_token(&app, Some(&token("j2", "whatever", Some("op-sid-1")))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(browser_session(&app, bs).await.finished_at.is_some());
     app.cleanup().await;
 }

@@ -617,3 +617,41 @@ async fn hs256_id_tokens_use_the_client_secret() {
     assert!(app.link(HS, "h1").await.is_some());
     app.cleanup().await;
 }
+
+/// The link keeps the upstream account's display name (MAS's
+/// `account_name` template, else preferred_username, email, sub) for the
+/// link offer and account pages, refreshed on every login.
+#[tokio::test]
+async fn the_link_remembers_the_upstream_account_name() {
+    const P: &str = "01JB00000000000000000000E7";
+    let fake = Fake::start().await;
+    let app = UpApp::new(
+        crate::upstream_support::sqlite().await,
+        vec![provider(
+            P,
+            &fake.issuer,
+            "rp",
+            &json!({"id_token_signed_response_alg": "ES256"}),
+        )],
+        None,
+    )
+    .await;
+    let r = fake_login(
+        &app,
+        &fake,
+        P,
+        "n-1",
+        &json!({"preferred_username": "carol.up", "email": "c@corp.example"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let link = app.link(P, "n-1").await.unwrap();
+    assert_eq!(link.human_account_name.as_deref(), Some("carol.up"));
+    // Renamed upstream (and no username any more): the email next time.
+    let r = fake_login(&app, &fake, P, "n-1", &json!({"email": "c@corp.example"})).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let again = app.link(P, "n-1").await.unwrap();
+    assert_eq!(again.id, link.id);
+    assert_eq!(again.human_account_name.as_deref(), Some("c@corp.example"));
+    app.cleanup().await;
+}

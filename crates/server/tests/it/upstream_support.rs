@@ -463,6 +463,16 @@ impl Fake {
             None => self.keys.sign_jwt("ES256", claims).unwrap(),
         }
     }
+
+    /// A logout token: explicitly typed `logout+jwt` (Back-Channel Logout
+    /// 1.0 §2.4).
+    pub fn sign_logout(&self, claims: &Value) -> String {
+        match &*self.signer.lock().unwrap() {
+            Some(other) => other.sign_typed_jwt("ES256", "logout+jwt", claims),
+            None => self.keys.sign_typed_jwt("ES256", "logout+jwt", claims),
+        }
+        .unwrap()
+    }
 }
 
 async fn discovery(State(f): State<Fake>) -> Json<Value> {

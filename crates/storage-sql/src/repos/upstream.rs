@@ -1,6 +1,7 @@
 use std::fmt::Write as _;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use vestibule_domain::{
     InvalidTransition, Ulid, new_id,
     upstream::{UpstreamAuthorizationSession, UpstreamLink, UpstreamProvider},
@@ -130,6 +131,37 @@ impl UpstreamProviderRepository for SqlUpstreamProviderRepository<'_> {
             run!(self.conn, |c| sqlx::query_as(&sql).fetch_all(c).await).db()?;
         rows.into_iter().map(UpstreamProvider::try_from).collect()
     }
+
+    async fn record_logout_jti(
+        &mut self,
+        provider: &UpstreamProvider,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        // `ON CONFLICT DO NOTHING` rather than a unique violation: the
+        // PostgreSQL transaction stays usable (as for client assertions).
+        let rows = execute!(
+            self.conn,
+            sqlx::query(
+                "INSERT INTO upstream_logout_jtis (provider_id, jti, expires_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT (provider_id, jti) DO NOTHING"
+            )
+            .bind(provider.id.to_string())
+            .bind(jti)
+            .bind(ms(expires_at))
+        )
+        .db()?;
+        expect_cas(rows, "logout token jti")
+    }
+
+    async fn remove_expired_logout_jtis(&mut self, clock: &dyn Clock) -> Result<u64, StorageError> {
+        execute!(
+            self.conn,
+            sqlx::query("DELETE FROM upstream_logout_jtis WHERE expires_at <= $1")
+                .bind(ms(clock.now()))
+        )
+        .db()
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -228,14 +260,38 @@ impl UpstreamLinkRepository for SqlUpstreamLinkRepository<'_> {
         mut link: UpstreamLink,
         user: &User,
     ) -> Result<UpstreamLink, StorageError> {
-        execute!(
+        // Compare-and-set: a link already owned by someone else is never
+        // taken over (the loser of two parallel links gets
+        // `ConcurrentUpdate`); associating it again to its owner is a no-op.
+        let rows = execute!(
             self.conn,
-            sqlx::query("UPDATE upstream_links SET user_id = $1 WHERE id = $2")
-                .bind(user.id.to_string())
+            sqlx::query(
+                "UPDATE upstream_links SET user_id = $1 \
+                 WHERE id = $2 AND (user_id IS NULL OR user_id = $1)"
+            )
+            .bind(user.id.to_string())
+            .bind(link.id.to_string())
+        )
+        .db()?;
+        expect_cas(rows, "upstream link")?;
+        link.user_id = Some(user.id);
+        Ok(link)
+    }
+
+    async fn set_human_account_name(
+        &mut self,
+        mut link: UpstreamLink,
+        name: Option<&str>,
+    ) -> Result<UpstreamLink, StorageError> {
+        let rows = execute!(
+            self.conn,
+            sqlx::query("UPDATE upstream_links SET human_account_name = $1 WHERE id = $2")
+                .bind(name)
                 .bind(link.id.to_string())
         )
         .db()?;
-        link.user_id = Some(user.id);
+        expect_cas(rows, "upstream link")?;
+        link.human_account_name = name.map(str::to_owned);
         Ok(link)
     }
 
@@ -464,5 +520,34 @@ impl UpstreamSessionRepository for SqlUpstreamSessionRepository<'_> {
         expect_cas(rows, "upstream authorization session")?;
         session.consumed_at = Some(now);
         Ok(session)
+    }
+
+    async fn purge(
+        &mut self,
+        unconsumed_before: DateTime<Utc>,
+        consumed_before: DateTime<Utc>,
+    ) -> Result<(u64, u64), StorageError> {
+        // An unconsumed session authenticated nothing, but the reference
+        // is checked anyway (foreign key of browser_session_authentications).
+        let deleted = execute!(
+            self.conn,
+            sqlx::query(
+                "DELETE FROM upstream_sessions WHERE consumed_at IS NULL AND created_at < $1 \
+                 AND NOT EXISTS (SELECT 1 FROM browser_session_authentications a \
+                 WHERE a.upstream_session_id = upstream_sessions.id)"
+            )
+            .bind(ms(unconsumed_before))
+        )
+        .db()?;
+        let cleared = execute!(
+            self.conn,
+            sqlx::query(
+                "UPDATE upstream_sessions SET claims = NULL \
+                 WHERE consumed_at IS NOT NULL AND consumed_at < $1 AND claims IS NOT NULL"
+            )
+            .bind(ms(consumed_before))
+        )
+        .db()?;
+        Ok((deleted, cleared))
     }
 }

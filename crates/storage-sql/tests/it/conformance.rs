@@ -73,6 +73,8 @@ stories! {
     (device_codes__device_code_lifecycle, "device_codes::device_code_lifecycle"),
     (upstream__upstream_providers_links_sessions, "upstream::upstream_providers_links_sessions"),
     (upstream__upstream_logout_lookup, "upstream::upstream_logout_lookup"),
+    (upstream__upstream_logout_jti_is_single_use, "upstream::upstream_logout_jti_is_single_use"),
+    (upstream__upstream_sessions_are_purged, "upstream::upstream_sessions_are_purged"),
     (jobs__job_queue, "jobs::job_queue"),
     (client_assertions__jti_is_single_use, "client_assertions::jti_is_single_use"),
     (oauth2_tokens__access_token_scope, "oauth2_tokens::access_token_scope"),

@@ -71,6 +71,8 @@ stories! {
     device_codes::device_code_lifecycle,
     upstream::upstream_providers_links_sessions,
     upstream::upstream_logout_lookup,
+    upstream::upstream_logout_jti_is_single_use,
+    upstream::upstream_sessions_are_purged,
     users::user_attributes,
     jobs::job_queue,
     client_assertions::jti_is_single_use,

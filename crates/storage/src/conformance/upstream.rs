@@ -161,6 +161,34 @@ pub async fn upstream_providers_links_sessions(f: &dyn RepositoryFactory) {
         .await
         .unwrap();
     assert_eq!(link.user_id, Some(alice.id));
+    // The display name is updated (and read back below).
+    let link = repo
+        .upstream_links()
+        .set_human_account_name(link, Some("alice@corp"))
+        .await
+        .unwrap();
+    assert_eq!(link.human_account_name.as_deref(), Some("alice@corp"));
+    // Again to its owner: a no-op.
+    let link = repo
+        .upstream_links()
+        .associate_to_user(link, &alice)
+        .await
+        .unwrap();
+    // Compare-and-set: a stale copy (user_id None) cannot move it to
+    // someone else.
+    let intruder = repo
+        .users()
+        .add(&mut ctx.rng, &ctx.clock, "intruder")
+        .await
+        .unwrap();
+    let mut stale = link.clone();
+    stale.user_id = None;
+    let err = repo
+        .upstream_links()
+        .associate_to_user(stale, &intruder)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::ConcurrentUpdate(_)), "{err:?}");
     repo.save().await.unwrap();
     let mut repo = f.read().await.unwrap();
     assert_eq!(
@@ -533,4 +561,177 @@ pub async fn upstream_logout_lookup(f: &dyn RepositoryFactory) {
     assert!(repo.upstream_links().remove_unlinked(&loose).await.unwrap());
     assert_eq!(repo.upstream_links().lookup(loose.id).await.unwrap(), None);
     repo.save().await.unwrap();
+}
+
+/// Back-Channel Logout 1.0 §2.6 item 10: a logout `jti` is accepted once
+/// per provider, until it expires.
+pub async fn upstream_logout_jti_is_single_use(f: &dyn RepositoryFactory) {
+    let mut ctx = Ctx::default();
+    let mut repo = f.write().await.unwrap();
+    let a = repo
+        .upstream_providers()
+        .upsert(&ctx.clock, new_id(&ctx.clock, &mut ctx.rng), params("a"))
+        .await
+        .unwrap();
+    let b = repo
+        .upstream_providers()
+        .upsert(&ctx.clock, new_id(&ctx.clock, &mut ctx.rng), params("b"))
+        .await
+        .unwrap();
+    repo.save().await.unwrap();
+
+    let exp = ctx.clock.now() + Duration::minutes(2);
+    let mut repo = f.write().await.unwrap();
+    repo.upstream_providers()
+        .record_logout_jti(&a, "j1", exp)
+        .await
+        .unwrap();
+    let err = repo
+        .upstream_providers()
+        .record_logout_jti(&a, "j1", exp)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::ConcurrentUpdate(_)),
+        "a replay loses: {err:?}"
+    );
+    // The transaction is still usable (PostgreSQL), and jtis are per
+    // provider.
+    repo.upstream_providers()
+        .record_logout_jti(&b, "j1", exp)
+        .await
+        .expect("the same jti from another provider is another token");
+    repo.save().await.unwrap();
+
+    // Committed: a later transaction sees the replay too.
+    let mut repo = f.write().await.unwrap();
+    assert!(matches!(
+        repo.upstream_providers()
+            .record_logout_jti(&a, "j1", exp)
+            .await,
+        Err(StorageError::ConcurrentUpdate(_))
+    ));
+    drop(repo);
+
+    // Forgotten once expired, not before.
+    let mut repo = f.write().await.unwrap();
+    assert_eq!(
+        repo.upstream_providers()
+            .remove_expired_logout_jtis(&ctx.clock)
+            .await
+            .unwrap(),
+        0
+    );
+    ctx.clock.advance(Duration::minutes(2));
+    assert_eq!(
+        repo.upstream_providers()
+            .remove_expired_logout_jtis(&ctx.clock)
+            .await
+            .unwrap(),
+        2
+    );
+    repo.upstream_providers()
+        .record_logout_jti(&a, "j1", exp + Duration::minutes(2))
+        .await
+        .unwrap();
+    repo.save().await.unwrap();
+}
+
+/// Housekeeping: abandoned (never consumed) sessions past their lifetime
+/// are deleted; consumed ones stay, their claims dropped after a while.
+pub async fn upstream_sessions_are_purged(f: &dyn RepositoryFactory) {
+    let mut ctx = Ctx::default();
+    let mut repo = f.write().await.unwrap();
+    let provider = repo
+        .upstream_providers()
+        .upsert(&ctx.clock, new_id(&ctx.clock, &mut ctx.rng), params("p"))
+        .await
+        .unwrap();
+    let link = repo
+        .upstream_links()
+        .add(&mut ctx.rng, &ctx.clock, &provider, "sub-p", None)
+        .await
+        .unwrap();
+    let abandoned = add_session(&mut repo, &mut ctx, &provider, "s-abandoned").await;
+    let used = add_session(&mut repo, &mut ctx, &provider, "s-used").await;
+    let claims = serde_json::json!({"sub": "sub-p"});
+    let used = repo
+        .upstream_sessions()
+        .complete(&ctx.clock, used, &link, claims.clone(), None)
+        .await
+        .unwrap();
+    let used = repo
+        .upstream_sessions()
+        .consume(&ctx.clock, used)
+        .await
+        .unwrap();
+    ctx.clock.advance(Duration::minutes(40));
+    let fresh = add_session(&mut repo, &mut ctx, &provider, "s-fresh").await;
+    repo.save().await.unwrap();
+
+    let ttl = Duration::minutes(30);
+    let day = Duration::days(1);
+    let mut repo = f.write().await.unwrap();
+    let now = ctx.clock.now();
+    assert_eq!(
+        repo.upstream_sessions()
+            .purge(now - ttl, now - day)
+            .await
+            .unwrap(),
+        (1, 0)
+    );
+    assert!(
+        repo.upstream_sessions()
+            .lookup(abandoned.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        repo.upstream_sessions()
+            .lookup(fresh.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let kept = repo
+        .upstream_sessions()
+        .lookup(used.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.claims, Some(claims));
+    repo.save().await.unwrap();
+
+    ctx.clock.advance(Duration::days(2));
+    let mut repo = f.write().await.unwrap();
+    let now = ctx.clock.now();
+    assert_eq!(
+        repo.upstream_sessions()
+            .purge(now - ttl, now - day)
+            .await
+            .unwrap(),
+        (1, 1)
+    );
+    let kept = repo
+        .upstream_sessions()
+        .lookup(used.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.claims, None, "claims dropped a day after use");
+    assert!(kept.consumed_at.is_some());
+    repo.save().await.unwrap();
+}
+
+async fn add_session(
+    repo: &mut crate::BoxRepository,
+    ctx: &mut Ctx,
+    provider: &vestibule_domain::upstream::UpstreamProvider,
+    state: &str,
+) -> vestibule_domain::upstream::UpstreamAuthorizationSession {
+    repo.upstream_sessions()
+        .add(&mut ctx.rng, &ctx.clock, provider, state, None, None, None)
+        .await
+        .unwrap()
 }

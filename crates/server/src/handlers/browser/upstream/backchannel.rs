@@ -103,8 +103,19 @@ pub(super) async fn post(
         OnBackchannelLogout::LogoutBrowserOnly => false,
         OnBackchannelLogout::LogoutAll => true,
     };
-    match end_sessions(&state, pid, &logout, with_clients).await {
+    // With a subject template, links are keyed by the rendered subject: the
+    // token's raw `sub` means something else there (and could collide with
+    // another user's rendered subject), so only `sid` is used.
+    let match_sub = provider.claims_imports.subject.template.is_none();
+    match end_sessions(&state, pid, &logout, match_sub, with_clients).await {
         Ok(()) => no_store(StatusCode::OK.into_response()),
+        // §2.6 item 10: a jti already received is refused.
+        Err(StorageError::ConcurrentUpdate(_)) => {
+            tracing::info!(provider = %provider.id, "logout token replayed");
+            bad_request(
+                "the identity provider sent an invalid logout token: its jti was already used",
+            )
+        }
         Err(e) => {
             // §2.8: a failed logout is an error response too.
             tracing::error!(provider = %provider.id, error = %e, "back-channel logout failed");
@@ -123,23 +134,34 @@ pub(super) async fn post(
 /// the provider session `sid` when given (or those of `sid` alone), in one
 /// transaction; then deletes the ended devices on the homeserver.
 ///
-/// With a `claims_imports.subject.template`, links are keyed by the
-/// rendered subject, which a logout token cannot reproduce: then only a
-/// token with `sid` finds the sessions (so providers should send `sid`).
+/// With a `claims_imports.subject.template` (`match_sub` false), links are
+/// keyed by the rendered subject, which a logout token cannot reproduce:
+/// then only a token with `sid` finds the sessions (so providers should
+/// send `sid`).
 async fn end_sessions(
     state: &AppState,
     provider_id: Ulid,
     logout: &LogoutToken,
+    match_sub: bool,
     with_clients: bool,
 ) -> Result<(), StorageError> {
     let mut repo = state.repos.write().await?;
     let Some(provider) = repo.upstream_providers().lookup(provider_id).await? else {
         return Ok(());
     };
+    // §2.6 item 10: remember the jti until the token expires; a replay is
+    // `ConcurrentUpdate` (and nothing of this transaction is saved).
+    repo.upstream_providers()
+        .record_logout_jti(&provider, &logout.jti, logout.exp)
+        .await?;
+    // Expired jtis can go (their tokens fail the `exp` check anyway).
+    repo.upstream_providers()
+        .remove_expired_logout_jtis(state.clock.as_ref())
+        .await?;
     // §2.4: `sub` names the user at the provider (our link), `sid` one
     // provider session. A `sub` we have no link for (or none) leaves `sid`
     // alone to find the sessions whose upstream login carried it.
-    let link = match logout.sub.as_deref() {
+    let link = match logout.sub.as_deref().filter(|_| match_sub) {
         Some(sub) => {
             repo.upstream_links()
                 .find_by_subject(&provider, sub)

@@ -329,6 +329,10 @@ async fn complete(
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned);
     let claims = claims_json(&id_claims, userinfo.as_ref());
+    let account_name = crate::upstream::claims::human_account_name(
+        &provider.claims_imports,
+        &crate::upstream::claims::Claims::from_session(Some(&claims)),
+    );
 
     // One transaction: the link (found by (provider, subject), never by
     // email) and the completed session, or neither.
@@ -350,11 +354,24 @@ async fn complete(
         .find_by_subject(&db_provider, &subject)
         .await
         .map_err(|e| internal(state, &e))?;
+    // The account name is shown on the link offer and account pages; it is
+    // refreshed on every login (the user may rename themselves upstream).
     let link = match existing {
-        Some(l) => l,
+        Some(l) if l.human_account_name == account_name => l,
+        Some(l) => repo
+            .upstream_links()
+            .set_human_account_name(l, account_name.as_deref())
+            .await
+            .map_err(|e| internal(state, &e))?,
         None => repo
             .upstream_links()
-            .add(&mut rng, state.clock.as_ref(), &db_provider, &subject, None)
+            .add(
+                &mut rng,
+                state.clock.as_ref(),
+                &db_provider,
+                &subject,
+                account_name.as_deref(),
+            )
             .await
             .map_err(|e| internal(state, &e))?,
     };
