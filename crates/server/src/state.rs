@@ -85,7 +85,7 @@ impl AppState {
         homeserver: Arc<dyn Homeserver>,
     ) -> Result<Self, reqwest::Error> {
         // Built first: without it there are no upstream logins.
-        let upstream = crate::upstream::client::UpstreamClient::new()?;
+        let upstream = crate::upstream::client::UpstreamClient::for_config(&config)?;
         let urls = UrlBuilder::new(&config.http.public_base, config.http.issuer());
         let discovery = CachedJson::new(&provider_metadata(&urls, &keystore));
         let jwks = CachedJson::new(&keystore.jwks());

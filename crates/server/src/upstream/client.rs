@@ -314,17 +314,24 @@ fn check_destination(provider: &UpstreamProviderConfig, url: &Url) -> Result<(),
 /// A resolver that drops internal addresses ([`is_internal_ip`]) from the
 /// answer, failing when none is left: a public name cannot be made to
 /// point us at an internal service (DNS rebinding included: the check is
-/// on the very addresses we connect to).
-#[derive(Debug, Clone, Copy)]
-struct PublicOnlyResolver;
+/// on the very addresses we connect to). Host names the operator wrote in
+/// the config (issuers and endpoint overrides) are trusted as they resolve:
+/// an organisation's IdP behind split-horizon DNS (a public name that
+/// resolves to 10.x inside) keeps working, while a discovery document
+/// cannot add new internal destinations.
+#[derive(Debug, Clone, Default)]
+struct PublicOnlyResolver {
+    trusted: Arc<std::collections::HashSet<String>>,
+}
 
 impl reqwest::dns::Resolve for PublicOnlyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let trusted = self.trusted.contains(&name.as_str().to_ascii_lowercase());
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await?
-                .filter(|a| !is_internal_ip(a.ip()))
+                .filter(|a| trusted || !is_internal_ip(a.ip()))
                 .collect();
             if addrs.is_empty() {
                 return Err(Box::new(std::io::Error::new(
@@ -423,6 +430,32 @@ impl UpstreamClient {
     /// falling back to a default client would silently drop the timeout and
     /// the no-redirect policy.
     pub fn new() -> Result<Self, reqwest::Error> {
+        Self::with_trusted_hosts(std::iter::empty())
+    }
+
+    /// As [`Self::new`], trusting the resolution of the host names of
+    /// every configured provider's issuer and endpoint overrides.
+    pub fn for_config(config: &vestibule_config::Config) -> Result<Self, reqwest::Error> {
+        let hosts = config.upstream_oauth2.providers.iter().flat_map(|p| {
+            let issuer = p.issuer.as_deref().and_then(|i| Url::parse(i).ok());
+            [
+                issuer,
+                p.authorization_endpoint.clone(),
+                p.token_endpoint.clone(),
+                p.userinfo_endpoint.clone(),
+                p.jwks_uri.clone(),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.host_str().map(str::to_ascii_lowercase))
+        });
+        Self::with_trusted_hosts(hosts)
+    }
+
+    fn with_trusted_hosts(hosts: impl Iterator<Item = String>) -> Result<Self, reqwest::Error> {
+        let resolver = PublicOnlyResolver {
+            trusted: Arc::new(hosts.collect()),
+        };
         let builder = || {
             reqwest::Client::builder()
                 .timeout(HTTP_TIMEOUT)
@@ -430,9 +463,7 @@ impl UpstreamClient {
                 .user_agent(concat!("vestibule/", env!("CARGO_PKG_VERSION")))
         };
         Ok(Self {
-            http: builder()
-                .dns_resolver(Arc::new(PublicOnlyResolver))
-                .build()?,
+            http: builder().dns_resolver(Arc::new(resolver)).build()?,
             http_internal: builder().build()?,
             metadata: Mutex::default(),
             jwks: Mutex::default(),
@@ -1437,9 +1468,28 @@ mod tests {
     async fn the_resolver_drops_internal_addresses() {
         use reqwest::dns::Resolve;
         for name in ["localhost", "127.0.0.1", "10.0.0.1"] {
-            let r = PublicOnlyResolver.resolve(name.parse().unwrap()).await;
+            let r = PublicOnlyResolver::default()
+                .resolve(name.parse().unwrap())
+                .await;
             assert!(r.is_err(), "{name}");
         }
+        // A name the operator configured (split-horizon DNS) resolves as
+        // it is; others stay filtered.
+        let configured = PublicOnlyResolver {
+            trusted: Arc::new(["localhost".to_owned()].into_iter().collect()),
+        };
+        assert!(
+            configured
+                .resolve("localhost".parse().unwrap())
+                .await
+                .is_ok()
+        );
+        assert!(
+            configured
+                .resolve("127.0.0.1".parse().unwrap())
+                .await
+                .is_err()
+        );
         // End to end: a public-issuer provider's request to a name that
         // resolves to loopback fails before any connection.
         let client = UpstreamClient::new().unwrap();
