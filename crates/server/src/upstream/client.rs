@@ -994,12 +994,18 @@ impl UpstreamClient {
         }
         let header =
             vestibule_keys::peek_jws_header(token).map_err(|_| invalid(W, "it is not a JWT"))?;
-        // §2.4 / RFC 8725 §3.11: when typed, the type is `logout+jwt`
-        // (RFC 7515 §4.1.9: the `application/` prefix may be present, and
-        // media types compare case-insensitively).
+        // §2.4 / RFC 8725 §3.11: explicit typing is RECOMMENDED, not
+        // required: `logout+jwt` (RFC 7515 §4.1.9: the `application/` prefix
+        // may be present, media types compare case-insensitively) or the
+        // generic `JWT` several providers send; any other type (e.g.
+        // `at+jwt`) is another kind of token. The `events` claim and the
+        // absence of `nonce` (below) keep an ID token from passing as one.
         if let Some(typ) = header.get("typ") {
             let typ = typ.as_str().unwrap_or("").to_ascii_lowercase();
-            if typ != "logout+jwt" && typ != "application/logout+jwt" {
+            if !matches!(
+                typ.as_str(),
+                "logout+jwt" | "application/logout+jwt" | "jwt" | "application/jwt"
+            ) {
                 return Err(invalid(W, "its typ is not logout+jwt"));
             }
         }

@@ -467,9 +467,14 @@ impl Fake {
     /// A logout token: explicitly typed `logout+jwt` (Back-Channel Logout
     /// 1.0 §2.4).
     pub fn sign_logout(&self, claims: &Value) -> String {
+        self.sign_typed("logout+jwt", claims)
+    }
+
+    /// A JWT with the header `typ` given.
+    pub fn sign_typed(&self, typ: &str, claims: &Value) -> String {
         match &*self.signer.lock().unwrap() {
-            Some(other) => other.sign_typed_jwt("ES256", "logout+jwt", claims),
-            None => self.keys.sign_typed_jwt("ES256", "logout+jwt", claims),
+            Some(other) => other.sign_typed_jwt("ES256", typ, claims),
+            None => self.keys.sign_typed_jwt("ES256", typ, claims),
         }
         .unwrap()
     }
