@@ -589,8 +589,18 @@ async fn check_device_code(
             return Err(TokenError::InvalidGrant("the device code was already used"));
         }
     };
-    let Some(browser_session) = repo.browser_sessions().lookup(browser_session_id).await? else {
-        return Err(TokenError::InvalidGrant("the approving session is gone"));
+    // The approval counts only while the browser session that gave it
+    // lives: signing out there (or a back-channel logout) before the
+    // device's next poll withdraws it.
+    let Some(browser_session) = repo
+        .browser_sessions()
+        .lookup(browser_session_id)
+        .await?
+        .filter(BrowserSession::is_active)
+    else {
+        return Err(TokenError::InvalidGrant(
+            "the browser session that approved has ended",
+        ));
     };
     let Some(user) = repo
         .users()

@@ -469,3 +469,51 @@ async fn admin_scope_follows_the_consent_policy() {
     .await;
     hx.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_approval_is_withdrawn_when_its_browser_session_ends() {
+    let hx = Hx::new().await;
+    let fx = &hx.fx;
+    let client = public_device_client(fx).await;
+    add_user(&fx.t.state, "leaver", PASSWORD).await;
+    let auth = authorize_device(fx, &client.client_id, SCOPE).await;
+    let mut b = Browser::new(&fx.t);
+    let page = open_approval(
+        &mut b,
+        auth["verification_uri_complete"].as_str().unwrap(),
+        "leaver",
+    )
+    .await;
+    assert_eq!(decide(&mut b, &page, "allow").await.status, StatusCode::OK);
+    // The approving browser session ends before the device polls.
+    {
+        let mut repo = fx.t.state.repos.write().await.unwrap();
+        let grant = repo
+            .device_code_grants()
+            .find_by_user_code(&str_of(&auth, "user_code").replace('-', ""))
+            .await
+            .unwrap()
+            .unwrap();
+        let DeviceCodeGrantStage::Fulfilled {
+            browser_session_id, ..
+        } = grant.stage
+        else {
+            panic!("{:?}", grant.stage)
+        };
+        let bs = repo
+            .browser_sessions()
+            .lookup(browser_session_id)
+            .await
+            .unwrap()
+            .unwrap();
+        repo.browser_sessions()
+            .finish(fx.t.state.clock.as_ref(), bs)
+            .await
+            .unwrap();
+        repo.save().await.unwrap();
+    }
+    let res = poll(fx, &client.client_id, str_of(&auth, "device_code")).await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    assert!(hx.hs.calls().is_empty(), "{:?}", hx.hs.calls());
+    hx.cleanup().await;
+}
