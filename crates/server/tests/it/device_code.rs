@@ -517,3 +517,49 @@ async fn an_approval_is_withdrawn_when_its_browser_session_ends() {
     assert!(hx.hs.calls().is_empty(), "{:?}", hx.hs.calls());
     hx.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_new_account_registered_on_the_way_comes_back_to_the_approval() {
+    let hx = Hx::on(TestDatabase::sqlite().await.unwrap(), |c| {
+        c.account.password_registration_enabled = true;
+        c.account.password_registration_email_required = false;
+    });
+    let fx = &hx.fx;
+    let client = public_device_client(fx).await;
+    let auth = authorize_device(fx, &client.client_id, SCOPE).await;
+    let mut b = Browser::new(&fx.t);
+    let r = b
+        .get(&b.path_of(auth["verification_uri_complete"].as_str().unwrap()))
+        .await;
+    let device_path = b.path_of(r.location().unwrap());
+    let to_login = b.get(&device_path).await;
+    let login = b.follow(&to_login).await;
+    assert_eq!(login.status, StatusCode::OK);
+    let encoded = device_path.replace('/', "%2F");
+    let link = format!("/register?next={encoded}");
+    assert!(login.body.contains(&link), "{}", login.body);
+    let page = b.get(&link).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let next = crate::browser_helpers::hidden(&page.body, "next").expect("next carried");
+    let csrf = page.csrf();
+    let r = b
+        .post(
+            "/register",
+            &[
+                ("csrf", csrf.as_str()),
+                ("username", "newcomer"),
+                ("password", PASSWORD),
+                ("next", next.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(b.path_of(r.location().unwrap()), device_path);
+    let approval = b.follow(&r).await;
+    assert_eq!(approval.status, StatusCode::OK);
+    assert!(approval.body.contains("@newcomer:"), "{}", approval.body);
+    // Anything else as `next` is not followed (no open redirect).
+    let page = b.get("/register?next=https://evil.example/").await;
+    assert!(crate::browser_helpers::hidden(&page.body, "next").is_none());
+    hx.cleanup().await;
+}
