@@ -563,3 +563,59 @@ async fn a_new_account_registered_on_the_way_comes_back_to_the_approval() {
     assert!(crate::browser_helpers::hidden(&page.body, "next").is_none());
     hx.cleanup().await;
 }
+
+async fn racing_exchanges(db: TestDatabase) {
+    let hx = Hx::on(db, |_| {});
+    let fx = &hx.fx;
+    let client = public_device_client(fx).await;
+    add_user(&fx.t.state, "racer", PASSWORD).await;
+    let auth = authorize_device(fx, &client.client_id, SCOPE).await;
+    let mut b = Browser::new(&fx.t);
+    let page = open_approval(
+        &mut b,
+        auth["verification_uri_complete"].as_str().unwrap(),
+        "racer",
+    )
+    .await;
+    assert_eq!(decide(&mut b, &page, "allow").await.status, StatusCode::OK);
+    let dc = str_of(&auth, "device_code");
+    let (a, b_, c) = tokio::join!(
+        poll(fx, &client.client_id, dc),
+        poll(fx, &client.client_id, dc),
+        poll(fx, &client.client_id, dc),
+    );
+    let statuses = [a.status(), b_.status(), c.status()];
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "exactly one exchange wins: {statuses:?}"
+    );
+    for res in [a, b_, c] {
+        if res.status() != StatusCode::OK {
+            assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+        }
+    }
+    // One OAuth session came out of it.
+    let mut repo = fx.t.state.repos.read().await.unwrap();
+    let user = repo
+        .users()
+        .find_by_username("racer")
+        .await
+        .unwrap()
+        .unwrap();
+    let sessions = repo
+        .oauth2_sessions()
+        .list_active_for_user(&user)
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    drop(repo);
+    hx.cleanup().await;
+}
+
+#[tokio::test]
+async fn concurrent_exchanges_of_one_device_code_have_one_winner() {
+    for db in databases().await {
+        racing_exchanges(db).await;
+    }
+}
