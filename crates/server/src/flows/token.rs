@@ -126,7 +126,8 @@ pub enum TokenError {
 
 impl TokenError {
     /// Whether the writes done before the error must be committed (they end
-    /// a compromised session).
+    /// a compromised session, or record a device code poll for RFC 8628
+    /// §3.5 `slow_down`).
     pub fn must_commit(&self) -> bool {
         matches!(
             self,
