@@ -14,7 +14,13 @@ import assert from 'node:assert/strict';
 import * as client from 'openid-client';
 import * as sdk from 'matrix-js-sdk';
 import { OAuth2 } from 'matrix-js-sdk/lib/oauth/index.js';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { chromium } from 'playwright-core';
 import { Browser, forms, submit, startVestibule, startStack } from './lib.mjs';
+
+const ARTIFACTS = resolve(process.env.VESTIBULE_ARTIFACTS ?? join(import.meta.dirname, '..', '..', 'artifacts'));
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 const GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 
@@ -196,5 +202,42 @@ test('matrix-js-sdk (Element Web) device grant through Synapse: discovery via au
     throw e;
   } finally {
     await stack.stop();
+  }
+});
+
+test('device grant approved in headless Chromium, the code typed on /link', async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const server = await startVestibule({ engine: 'sqlite' });
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  try {
+    const config = await registerDeviceClient(server.issuer);
+    const auth = await client.initiateDeviceAuthorization(config, { scope: 'openid urn:matrix:client:api:*' });
+    const polling = client.pollDeviceAuthorizationGrant(config, auth);
+    const page = await browser.newPage();
+    await page.goto(auth.verification_uri);
+    await page.screenshot({ path: join(ARTIFACTS, 'device-link.png'), fullPage: true });
+    // Typed in lower case, without the dash.
+    await page.locator('#code').fill(auth.user_code.replace('-', '').toLowerCase());
+    await Promise.all([page.waitForURL(/\/login\?/), page.locator('form[method=post] [type=submit]').first().click()]);
+    await page.locator('input:not([type=hidden]):not([type=password]):not([type=submit])').first().fill(server.username);
+    await page.locator('input[type=password]').fill(server.password);
+    await Promise.all([page.waitForURL(/\/device\//), page.locator('form:has(input[type=password]) [type=submit]').first().click()]);
+    assert.ok((await page.content()).includes(auth.user_code), 'the approval page shows the code');
+    await page.screenshot({ path: join(ARTIFACTS, 'device-consent.png'), fullPage: true });
+    const allow = page.locator('form[method=post] button').filter({ hasText: /allow/i });
+    await Promise.all([page.waitForLoadState(), allow.first().click()]);
+    await page.locator('text=go back to your device').waitFor();
+    await page.screenshot({ path: join(ARTIFACTS, 'device-done.png'), fullPage: true });
+    const tokens = await polling;
+    assert.ok(tokens.access_token.startsWith('mat_'));
+  } catch (e) {
+    console.error(server.logs());
+    throw e;
+  } finally {
+    await browser.close();
+    assert.equal(await server.stop(), 0);
   }
 });
