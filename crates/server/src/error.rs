@@ -81,13 +81,14 @@ impl ErrorCode {
         }
     }
 
-    /// The HTTP status for a JSON error response of this code.
+    /// The HTTP status for a JSON error response of this code (RFC 6749
+    /// §5.2: 400 unless said otherwise; RFC 8628 §3.5 `access_denied` from
+    /// the token endpoint is a 400 too).
     pub fn status(self) -> StatusCode {
         match self {
             Self::InvalidClient => StatusCode::UNAUTHORIZED,
             Self::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::AccessDenied => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -33,6 +33,12 @@ routes! {
     Authorize => "/authorize",
     /// RFC 6749 §3.2 token endpoint.
     Token => "/oauth2/token",
+    /// RFC 8628 §3.1 device authorization endpoint (MAS path).
+    DeviceAuthorization => "/oauth2/device",
+    /// RFC 8628 §3.3 verification page where the user enters the code (MAS path).
+    Link => "/link",
+    /// The approval page of a device code grant (MAS path).
+    DeviceConsent => "/device/{grant_id}",
     /// RFC 7662 token introspection.
     Introspect => "/oauth2/introspect",
     /// RFC 7009 token revocation.

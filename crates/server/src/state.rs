@@ -131,7 +131,7 @@ pub fn provider_metadata(urls: &UrlBuilder, keystore: &Keystore) -> ProviderMeta
         userinfo_endpoint: Some(urls.absolute::<crate::routes::Userinfo>()),
         revocation_endpoint: Some(urls.absolute::<crate::routes::Revoke>()),
         introspection_endpoint: Some(urls.absolute::<crate::routes::Introspect>()),
-        device_authorization_endpoint: None,
+        device_authorization_endpoint: Some(urls.absolute::<crate::routes::DeviceAuthorization>()),
         end_session_endpoint: None,
         scopes_supported: strings(&[
             "openid",
@@ -141,12 +141,13 @@ pub fn provider_metadata(urls: &UrlBuilder, keystore: &Keystore) -> ProviderMeta
         ]),
         response_types_supported: strings(&["code"]),
         response_modes_supported: strings(&["query", "fragment", "form_post"]),
-        // Grants are added here as the token endpoint learns them; the device
-        // code grant in particular makes Element offer QR login.
+        // The device code grant (RFC 8628) makes Element offer QR login
+        // (MSC4108).
         grant_types_supported: strings(&[
             "authorization_code",
             "refresh_token",
             "client_credentials",
+            crate::flows::device_code::GRANT_DEVICE_CODE,
         ]),
         code_challenge_methods_supported: strings(&["S256"]),
         token_endpoint_auth_methods_supported: strings(&[

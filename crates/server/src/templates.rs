@@ -24,6 +24,15 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/compat_consent.html"),
     ),
     ("logout.html", include_str!("../templates/logout.html")),
+    ("link.html", include_str!("../templates/link.html")),
+    (
+        "device_consent.html",
+        include_str!("../templates/device_consent.html"),
+    ),
+    (
+        "device_done.html",
+        include_str!("../templates/device_done.html"),
+    ),
     ("index.html", include_str!("../templates/index.html")),
     ("account.html", include_str!("../templates/account.html")),
     (

@@ -67,10 +67,15 @@ fn check_discovery(port: u16) {
         "{doc:#}"
     );
     assert!(doc["token_endpoint"].as_str().is_some(), "{doc:#}");
-    // Endpoints that are not served yet must not be advertised.
+    // RFC 8628: the device authorization endpoint and its grant (QR login).
+    assert_eq!(
+        doc["device_authorization_endpoint"],
+        format!("{base}oauth2/device").as_str(),
+        "{doc:#}"
+    );
     assert!(
-        doc.get("device_authorization_endpoint").is_none(),
-        "`device_authorization_endpoint` is advertised but not served: {doc:#}"
+        grants.contains(&"urn:ietf:params:oauth:grant-type:device_code"),
+        "{grants:?}"
     );
 }
 

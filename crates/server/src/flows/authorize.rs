@@ -91,7 +91,7 @@ pub enum AuthorizeOutcome {
 }
 
 /// Scopes a client may request (everything else is `invalid_scope`).
-fn is_known_scope(token: &str) -> bool {
+pub(crate) fn is_known_scope(token: &str) -> bool {
     matches!(
         token,
         scope::OPENID

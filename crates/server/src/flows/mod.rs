@@ -7,6 +7,7 @@ pub mod authorize;
 pub mod browser_login;
 pub mod compat;
 pub mod compat_sso;
+pub mod device_code;
 pub mod introspection;
 pub mod provisioning;
 pub mod revocation;

@@ -103,7 +103,21 @@ pub async fn device_of_session(
     user: &User,
     client_name: Option<&str>,
 ) -> Result<Option<DeviceProvisioning>, StorageError> {
-    let Some(device_id) = session_device_id(session) else {
+    device_of_scope(repo, &session.scope, user, client_name).await
+}
+
+/// The device named by a scope (e.g. a device code grant's, before its
+/// session exists), if it has a Matrix device scope.
+pub async fn device_of_scope(
+    repo: &mut BoxRepository,
+    scope: &str,
+    user: &User,
+    client_name: Option<&str>,
+) -> Result<Option<DeviceProvisioning>, StorageError> {
+    let Some(device_id) = Scope::parse(scope)
+        .ok()
+        .and_then(|s| s.device_id().map(str::to_owned))
+    else {
         return Ok(None);
     };
     let user_payload = provision_payload(&mut **repo, user, Some(user.username.clone())).await?;

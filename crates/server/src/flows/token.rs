@@ -3,6 +3,8 @@
 use chrono::{DateTime, Duration, Utc};
 use vestibule_domain::{
     Clock,
+    browser_session::BrowserSession,
+    device_code::{DeviceCodeGrant, DeviceCodeGrantStage},
     oauth2::{AuthorizationGrant, AuthorizationGrantStage, Client, ClientAuthMethod, Session},
     pkce,
     scope::{self, Scope},
@@ -13,7 +15,9 @@ use vestibule_domain::{
 use vestibule_keys::{KeyError, Keystore};
 use vestibule_storage::{BoxRepository, Rng, StorageError};
 
+pub use super::device_code::GRANT_DEVICE_CODE;
 use super::{
+    device_code::POLL_INTERVAL_SECONDS,
     provisioning::{self, DeviceProvisioning, EndedDevice},
     session::end_oauth_session,
     tokens::{IssuedTokens, TokenSettings, issue_access_token, issue_pair},
@@ -38,6 +42,8 @@ pub struct TokenParams {
     pub code_verifier: Option<String>,
     pub refresh_token: Option<String>,
     pub scope: Option<String>,
+    /// RFC 8628 §3.4.
+    pub device_code: Option<String>,
 }
 
 /// What a flow needs besides the repository and the rng.
@@ -95,6 +101,20 @@ pub enum TokenError {
     /// RFC 6749 §5.2 / §6 `invalid_scope`.
     #[error("{0}")]
     InvalidScope(&'static str),
+    /// RFC 8628 §3.5 `authorization_pending`: the user has not answered yet
+    /// (the poll is recorded: commit).
+    #[error("the user has not yet approved the request")]
+    AuthorizationPending,
+    /// RFC 8628 §3.5 `slow_down`: polled faster than the interval (the poll
+    /// is recorded: commit).
+    #[error("polling too fast; add 5 seconds to the interval")]
+    SlowDown,
+    /// RFC 8628 §3.5 `access_denied`: the user denied the request.
+    #[error("the user denied the request")]
+    AccessDenied,
+    /// RFC 8628 §3.5 `expired_token`: the device code has expired.
+    #[error("the device code has expired")]
+    ExpiredToken,
     /// The database failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -106,9 +126,16 @@ pub enum TokenError {
 
 impl TokenError {
     /// Whether the writes done before the error must be committed (they end
-    /// a compromised session).
+    /// a compromised session, or record a device code poll for RFC 8628
+    /// §3.5 `slow_down`).
     pub fn must_commit(&self) -> bool {
-        matches!(self, Self::CodeReused(_) | Self::RefreshTokenReplayed(_))
+        matches!(
+            self,
+            Self::CodeReused(_)
+                | Self::RefreshTokenReplayed(_)
+                | Self::AuthorizationPending
+                | Self::SlowDown
+        )
     }
 
     /// The device of the session this error ended, to delete on the
@@ -150,6 +177,7 @@ pub async fn exchange(
         GRANT_AUTHORIZATION_CODE,
         GRANT_REFRESH_TOKEN,
         GRANT_CLIENT_CREDENTIALS,
+        GRANT_DEVICE_CODE,
     ];
     if !known.contains(&grant_type) {
         return Err(TokenError::UnsupportedGrantType);
@@ -162,6 +190,7 @@ pub async fn exchange(
     match grant_type {
         GRANT_AUTHORIZATION_CODE => authorization_code(repo, ctx, rng, client, params).await,
         GRANT_REFRESH_TOKEN => refresh_token(repo, ctx, rng, client, params).await,
+        GRANT_DEVICE_CODE => device_code(repo, ctx, rng, client, params).await,
         _ => client_credentials(repo, ctx, rng, client, params).await,
     }
 }
@@ -316,6 +345,21 @@ pub async fn device_to_provision(
             Some(found) => found,
             None => return Ok(None),
         },
+        // The session is created by the exchange: the device comes from
+        // the grant's scope.
+        Some(GRANT_DEVICE_CODE) => {
+            return match check_device_code(repo, ctx, client, params).await {
+                Ok(DeviceCheck::Ready(ready)) => Ok(provisioning::device_of_scope(
+                    repo,
+                    &ready.grant.scope,
+                    &ready.user,
+                    client.client_name.as_deref(),
+                )
+                .await?),
+                Err(e @ TokenError::Storage(_)) => Err(e),
+                Ok(DeviceCheck::Pending(_)) | Err(_) => Ok(None),
+            };
+        }
         _ => return Ok(None),
     };
     Ok(
@@ -422,7 +466,36 @@ async fn authorization_code(
         )
         .await?
     };
-    let id_token = if session.scopes().any(|s| s == scope::OPENID) {
+    let id_token = id_token_for(
+        repo,
+        ctx,
+        client,
+        &session,
+        &user,
+        grant.nonce.as_deref(),
+        &tokens,
+    )
+    .await?;
+    Ok(TokenGrantResult {
+        tokens,
+        scope: session.scope.clone(),
+        expires_in: expires_in(ctx.settings),
+        id_token,
+    })
+}
+
+/// The ID token of a code or device code exchange, when the session has
+/// the `openid` scope (OpenID Connect Core §3.1.3.3).
+async fn id_token_for(
+    repo: &mut BoxRepository,
+    ctx: &TokenContext<'_>,
+    client: &Client,
+    session: &Session,
+    user: &User,
+    nonce: Option<&str>,
+    tokens: &IssuedTokens,
+) -> Result<Option<String>, TokenError> {
+    Ok(if session.scopes().any(|s| s == scope::OPENID) {
         let browser_session = match session.browser_session_id {
             Some(id) => repo.browser_sessions().lookup(id).await?,
             None => None,
@@ -436,7 +509,7 @@ async fn authorization_code(
             None => None,
         };
         let attributes = if session.scopes().any(|s| s == scope::PROFILE) {
-            repo.user_attributes().all(&user).await?
+            repo.user_attributes().all(user).await?
         } else {
             std::collections::BTreeMap::new()
         };
@@ -445,8 +518,8 @@ async fn authorization_code(
             &IdTokenClaims {
                 issuer: ctx.issuer,
                 client,
-                user: &user,
-                nonce: grant.nonce.as_deref(),
+                user,
+                nonce,
                 auth_time,
                 access_token: &tokens.access_token,
                 issued_at: ctx.clock.now(),
@@ -455,7 +528,176 @@ async fn authorization_code(
         )?)
     } else {
         None
+    })
+}
+
+/// A device code the user approved, with what it hangs on.
+struct ReadyDeviceCode {
+    grant: DeviceCodeGrant,
+    user: User,
+    browser_session: BrowserSession,
+}
+
+/// What checking a device code found.
+enum DeviceCheck {
+    /// The user has not answered yet.
+    Pending(DeviceCodeGrant),
+    /// Approved and exchangeable.
+    Ready(Box<ReadyDeviceCode>),
+}
+
+/// Checks a device code for `client` without writing anything (RFC 8628
+/// §3.4, §3.5), so that it can run both before the homeserver call and in
+/// the exchange's write transaction.
+async fn check_device_code(
+    repo: &mut BoxRepository,
+    ctx: &TokenContext<'_>,
+    client: &Client,
+    params: &TokenParams,
+) -> Result<DeviceCheck, TokenError> {
+    let code = params
+        .device_code
+        .as_deref()
+        .ok_or(TokenError::MissingParameter("device_code"))?;
+    let Some(grant) = repo
+        .device_code_grants()
+        .find_by_device_code_hash(&token_hash(code))
+        .await?
+    else {
+        return Err(TokenError::InvalidGrant("unknown device code"));
     };
+    // RFC 8628 §3.4 with RFC 6749 §5.2: a code of another client is
+    // invalid_grant, revealing nothing about its state.
+    if grant.client_id != client.id {
+        return Err(TokenError::InvalidGrant(
+            "the device code was issued to another client",
+        ));
+    }
+    if matches!(grant.stage, DeviceCodeGrantStage::Exchanged { .. }) {
+        return Err(TokenError::InvalidGrant("the device code was already used"));
+    }
+    // RFC 8628 §3.5 `expired_token`: past `expires_in`, whatever the answer.
+    if grant.is_expired(ctx.clock.now()) {
+        return Err(TokenError::ExpiredToken);
+    }
+    let browser_session_id = match &grant.stage {
+        DeviceCodeGrantStage::Pending => return Ok(DeviceCheck::Pending(grant)),
+        DeviceCodeGrantStage::Rejected { .. } => return Err(TokenError::AccessDenied),
+        DeviceCodeGrantStage::Fulfilled {
+            browser_session_id, ..
+        } => *browser_session_id,
+        DeviceCodeGrantStage::Exchanged { .. } => {
+            return Err(TokenError::InvalidGrant("the device code was already used"));
+        }
+    };
+    // The approval counts only while the browser session that gave it
+    // lives: signing out there (or a back-channel logout) before the
+    // device's next poll withdraws it.
+    let Some(browser_session) = repo
+        .browser_sessions()
+        .lookup(browser_session_id)
+        .await?
+        .filter(BrowserSession::is_active)
+    else {
+        return Err(TokenError::InvalidGrant(
+            "the browser session that approved has ended",
+        ));
+    };
+    let Some(user) = repo
+        .users()
+        .lookup(browser_session.user_id)
+        .await?
+        .filter(User::is_valid)
+    else {
+        return Err(TokenError::InvalidGrant("the user cannot sign in"));
+    };
+    Ok(DeviceCheck::Ready(Box::new(ReadyDeviceCode {
+        grant,
+        user,
+        browser_session,
+    })))
+}
+
+/// RFC 8628 §3.4: exchanges an approved device code once; while the user
+/// has not answered, records the poll and answers `authorization_pending`
+/// or `slow_down` (§3.5).
+async fn device_code(
+    repo: &mut BoxRepository,
+    ctx: &TokenContext<'_>,
+    rng: Rng<'_>,
+    client: &Client,
+    params: TokenParams,
+) -> Result<TokenGrantResult, TokenError> {
+    let ready = match check_device_code(repo, ctx, client, &params).await? {
+        DeviceCheck::Pending(grant) => {
+            let previous = repo
+                .device_code_grants()
+                .record_poll(ctx.clock, &grant)
+                .await?;
+            // §3.5: polling faster than `interval` → slow_down. One second
+            // of leeway: the client's clock measures from our response, we
+            // measure between the requests' database writes.
+            let min_gap = Duration::seconds(POLL_INTERVAL_SECONDS - 1);
+            return Err(match previous {
+                Some(at) if ctx.clock.now() - at < min_gap => TokenError::SlowDown,
+                _ => TokenError::AuthorizationPending,
+            });
+        }
+        DeviceCheck::Ready(ready) => *ready,
+    };
+    let ReadyDeviceCode {
+        grant,
+        user,
+        browser_session,
+    } = ready;
+    // The session belongs to the browser session that approved.
+    let session = repo
+        .oauth2_sessions()
+        .add(
+            rng,
+            ctx.clock,
+            client,
+            Some(&user),
+            Some(&browser_session),
+            &grant.scope,
+        )
+        .await?;
+    // The compare-and-set: the device code is exchanged once.
+    match repo
+        .device_code_grants()
+        .exchange(ctx.clock, grant, &session)
+        .await
+    {
+        Ok(_) => {}
+        Err(StorageError::ConcurrentUpdate(_) | StorageError::InvalidTransition(_)) => {
+            return Err(TokenError::InvalidGrant("the device code was already used"));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let tokens = if client.grant_types.iter().any(|g| g == GRANT_REFRESH_TOKEN) {
+        issue_pair(
+            repo,
+            ctx.clock,
+            rng,
+            ctx.format,
+            ctx.settings,
+            &session,
+            None,
+        )
+        .await?
+    } else {
+        issue_access_token(
+            repo,
+            ctx.clock,
+            rng,
+            ctx.format,
+            ctx.settings,
+            &session,
+            None,
+        )
+        .await?
+    };
+    let id_token = id_token_for(repo, ctx, client, &session, &user, None, &tokens).await?;
     Ok(TokenGrantResult {
         tokens,
         scope: session.scope.clone(),

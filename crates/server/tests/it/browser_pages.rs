@@ -205,6 +205,35 @@ async fn every_template_renders_with_sample_data() {
             ],
         ),
         (
+            "link.html",
+            serde_json::json!({"csrf": "C", "code": "bcdf-ghjk", "error": "This code is not valid"}),
+            &[
+                "action=\"https://auth.example.org/link\"",
+                "name=\"code\" type=\"text\" value=\"bcdf-ghjk\"",
+                "This code is not valid",
+            ],
+        ),
+        (
+            "device_consent.html",
+            serde_json::json!({"csrf": "C", "consent_path": "/device/D", "switch_path": "/login?switch=1&next=%2Fdevice%2FD",
+                "user_code": "BCDF-GHJK", "client": {"name": "Element X", "verified": false},
+                "scopes": ["Sign in as the device ABC"], "matrix_user_id": "@alice:example.org"}),
+            &[
+                "Sign in Element X on another device?",
+                "BCDF-GHJK",
+                "Sign in as the device ABC",
+                "action=\"https://auth.example.org/device/D\"",
+                "value=\"allow\"",
+                "value=\"deny\"",
+                "has not been verified",
+            ],
+        ),
+        (
+            "device_done.html",
+            serde_json::json!({"title": "Device linked", "message": "You can go back to your device."}),
+            &["Device linked", "go back to your device"],
+        ),
+        (
             "form_post.html",
             serde_json::json!({"redirect_uri": "https://element.example/cb", "params": [["code", "abc"], ["state", "<x>"]]}),
             &[

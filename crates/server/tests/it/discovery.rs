@@ -30,9 +30,10 @@ async fn discovery_has_what_matrix_clients_require_and_nothing_that_does_not_exi
     assert!(
         grants.contains(&"authorization_code".into()) && grants.contains(&"refresh_token".into())
     );
+    // The device grant makes clients offer QR login (MSC4108).
     assert!(
-        !grants.contains(&"urn:ietf:params:oauth:grant-type:device_code".into()),
-        "the device grant makes clients offer QR login: only once it exists"
+        grants.contains(&"urn:ietf:params:oauth:grant-type:device_code".into()),
+        "{grants:?}"
     );
     assert_eq!(
         doc["id_token_signing_alg_values_supported"],
@@ -51,9 +52,9 @@ async fn discovery_has_what_matrix_clients_require_and_nothing_that_does_not_exi
     ] {
         assert!(doc[present].as_str().is_some(), "{present} missing");
     }
-    assert!(
-        doc.get("device_authorization_endpoint").is_none(),
-        "device_authorization_endpoint is advertised before it exists"
+    assert_eq!(
+        doc["device_authorization_endpoint"],
+        "https://auth.example.org/oauth2/device"
     );
     t.db.cleanup().await;
 }

@@ -10,6 +10,7 @@ mod compat_login;
 mod compat_sso;
 mod compat_support;
 mod compat_tokens;
+mod device_code;
 mod discovery;
 mod harness;
 mod homeserver_support;

@@ -103,9 +103,15 @@ struct AccountForm {
 }
 
 /// Where the login page may send the browser back to: only the account
-/// page, rebuilt from its recognised parameters (never an arbitrary URL:
-/// no open redirect).
+/// page, rebuilt from its recognised parameters, or a device code grant's
+/// approval page rebuilt from its id (never an arbitrary URL: no open
+/// redirect).
 pub(super) fn return_path(next: &str) -> Option<String> {
+    // The approval page of a device code grant, rebuilt from its id.
+    if let Some(id) = next.strip_prefix("/device/") {
+        let id = vestibule_domain::Ulid::from_string(id).ok()?;
+        return Some(super::device_consent_path(id));
+    }
     let rest = next.strip_prefix(routes::Account::PATH)?;
     let query = match rest {
         "" => "",

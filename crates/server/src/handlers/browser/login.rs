@@ -252,6 +252,7 @@ fn login_page(
             grant_id => grant.map(|(g, _)| g.id.to_string()),
             compat_sso_id => if grant.is_none() { compat.map(|l| l.id.to_string()) } else { None },
             client_name => continue_to(grant, compat),
+            next_query => next.map(|n| url::form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>()),
             next,
             username,
             error,

@@ -19,6 +19,7 @@ mod account;
 mod assets;
 mod authorize;
 mod consent;
+mod device;
 mod login;
 mod logout;
 mod register;
@@ -60,6 +61,14 @@ pub fn routes() -> Router<AppState> {
         )
         .route(routes::Consent::PATH, get(consent::get).post(consent::post))
         .route(routes::Logout::PATH, get(logout::get).post(logout::post))
+        .route(
+            routes::Link::PATH,
+            get(device::link_get).post(device::link_post),
+        )
+        .route(
+            routes::DeviceConsent::PATH,
+            get(device::consent_get).post(device::consent_post),
+        )
         .route(routes::Account::PATH, get(account::get).post(account::post))
         .route(
             routes::Account::PATH.trim_end_matches('/'),
@@ -77,6 +86,11 @@ pub fn assets_routes() -> Router<AppState> {
 /// The path of a grant's consent page.
 pub fn consent_path(grant_id: Ulid) -> String {
     routes::Consent::PATH.replace("{grant_id}", &grant_id.to_string())
+}
+
+/// The path of a device code grant's approval page.
+pub fn device_consent_path(grant_id: Ulid) -> String {
+    routes::DeviceConsent::PATH.replace("{grant_id}", &grant_id.to_string())
 }
 
 /// `path?grant=<id>` (the only "next" we ever carry: S23).

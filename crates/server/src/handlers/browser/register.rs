@@ -46,17 +46,28 @@ struct RegisterForm {
     password: String,
     grant: Option<String>,
     compat_sso: Option<String>,
+    /// A page of ours to come back to (`account::return_path`: the account
+    /// page or a device code grant's approval page), when no grant or
+    /// legacy SSO login is continued.
+    next: Option<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn register_page(
     state: &AppState,
     status: StatusCode,
     csrf: &csrf::CsrfToken,
     grant: Option<&(AuthorizationGrant, Client)>,
     compat: Option<&CompatSsoLogin>,
+    next: Option<&str>,
     username: &str,
     error: Option<&str>,
 ) -> Response {
+    let next = if grant.is_none() && compat.is_none() {
+        next
+    } else {
+        None
+    };
     render(
         state,
         status,
@@ -65,6 +76,8 @@ fn register_page(
             csrf => csrf.token.clone(),
             grant_id => grant.map(|(g, _)| g.id.to_string()),
             compat_sso_id => if grant.is_none() { compat.map(|l| l.id.to_string()) } else { None },
+            next_query => next.map(|n| url::form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>()),
+            next,
             username,
             error,
             registration_enabled => registration_open(state),
@@ -94,6 +107,7 @@ pub async fn get(
         &csrf,
         grant.as_ref(),
         compat.as_ref(),
+        q.next().as_deref(),
         "",
         None,
     )
@@ -113,6 +127,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             Err(r) => return r,
         };
     let csrf = csrf::issue(&state, &headers);
+    let next = form.next.as_deref().and_then(super::account::return_path);
     if !registration_open(&state) {
         return register_page(
             &state,
@@ -120,6 +135,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             &csrf,
             grant.as_ref(),
             compat.as_ref(),
+            next.as_deref(),
             "",
             None,
         );
@@ -144,6 +160,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             &csrf,
             grant.as_ref(),
             compat.as_ref(),
+            next.as_deref(),
             &form.username,
             Some(msg),
         )
@@ -151,7 +168,10 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     match result {
         Ok(done) => {
             let cookie = session::session_cookie(&state, done.session.id);
-            let target = next_path(grant.as_ref(), compat.as_ref());
+            let target = match (&grant, &compat, next.as_deref()) {
+                (None, None, Some(next)) => next.to_owned(),
+                _ => next_path(grant.as_ref(), compat.as_ref()),
+            };
             see_other(&state, &target, &PageOpts::default().cookie(cookie))
         }
         Err(RegisterError::InvalidUsername(m)) => refuse(m),

@@ -1,5 +1,6 @@
 //! The JSON OAuth 2.0 endpoints: token, introspection, revocation, userinfo.
 
+pub mod device;
 pub mod introspect;
 pub mod revoke;
 pub mod token;
@@ -32,6 +33,7 @@ fn api_cors() -> CorsLayer {
 pub fn routes() -> Router<AppState> {
     let browser_callable = Router::new()
         .route(routes::Token::PATH, post(token::post))
+        .route(routes::DeviceAuthorization::PATH, post(device::post))
         .route(routes::Revoke::PATH, post(revoke::post))
         .route(
             routes::Userinfo::PATH,

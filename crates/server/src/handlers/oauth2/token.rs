@@ -17,8 +17,8 @@ use crate::{
     flows::{
         provisioning::{delete_devices, ensure_device},
         token::{
-            GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, TokenContext, TokenError, TokenParams,
-            device_to_provision, exchange,
+            GRANT_AUTHORIZATION_CODE, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, TokenContext,
+            TokenError, TokenParams, device_to_provision, exchange,
         },
         tokens::TokenSettings,
     },
@@ -36,6 +36,7 @@ pub struct TokenRequest {
     code_verifier: Option<String>,
     refresh_token: Option<String>,
     scope: Option<String>,
+    device_code: Option<String>,
     #[serde(flatten)]
     auth: ClientAuthParams,
 }
@@ -83,6 +84,10 @@ impl From<TokenError> for OAuthError {
             | TokenError::CodeReused(_)
             | TokenError::RefreshTokenReplayed(_) => ErrorCode::InvalidGrant,
             TokenError::InvalidScope(_) => ErrorCode::InvalidScope,
+            TokenError::AuthorizationPending => ErrorCode::AuthorizationPending,
+            TokenError::SlowDown => ErrorCode::SlowDown,
+            TokenError::AccessDenied => ErrorCode::AccessDenied,
+            TokenError::ExpiredToken => ErrorCode::ExpiredToken,
             TokenError::Storage(s) => return OAuthError::internal(s),
             TokenError::Signing(k) => return OAuthError::internal(k),
         };
@@ -140,13 +145,14 @@ pub async fn post(
         code_verifier: req.code_verifier,
         refresh_token: req.refresh_token,
         scope: req.scope,
+        device_code: req.device_code,
     };
     let mut rng = state.rng.rng();
     // The homeserver first (see `flows::token::exchange`): a read-only check
     // of the request, then the user and device on the homeserver.
     let may_need_device = matches!(
         params.grant_type.as_deref(),
-        Some(GRANT_AUTHORIZATION_CODE | GRANT_REFRESH_TOKEN)
+        Some(GRANT_AUTHORIZATION_CODE | GRANT_REFRESH_TOKEN | GRANT_DEVICE_CODE)
     );
     let device = if may_need_device {
         let mut repo = state.repos.read().await?;
