@@ -2,7 +2,8 @@
 //! `oidc-provider` (tests/e2e/idp.mjs): authorize → IdP login → callback →
 //! completed upstream session with the claims and the (provider, subject)
 //! link → `/upstream/link/{session}`. Tampered tokens come from a fake
-//! provider that signs what the test says (the real IdP cannot be made to).
+//! provider that signs what the test says (the real IdP cannot be made to),
+//! and from a proxy that alters the real IdP's own signed tokens.
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -653,5 +654,191 @@ async fn the_link_remembers_the_upstream_account_name() {
     let again = app.link(P, "n-1").await.unwrap();
     assert_eq!(again.id, link.id);
     assert_eq!(again.human_account_name.as_deref(), Some("c@corp.example"));
+    app.cleanup().await;
+}
+
+/// What the tampering proxy does to the real IdP's `id_token`.
+#[derive(Clone)]
+enum Tamper {
+    Pass,
+    FlipSignature,
+    Replace(String),
+    ChangeSub,
+}
+
+/// A proxy on 127.0.0.1 in front of the real IdP's token endpoint: it
+/// forwards the request and tampers with the ID token of the answer; it
+/// keeps every original ID token it saw.
+#[derive(Clone)]
+struct TokenProxy {
+    upstream: String,
+    http: reqwest::Client,
+    tamper: std::sync::Arc<std::sync::Mutex<Tamper>>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl TokenProxy {
+    async fn start(issuer: &str) -> (Self, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        let proxy = Self {
+            upstream: format!("{issuer}/token"),
+            http: reqwest::Client::new(),
+            tamper: std::sync::Arc::new(std::sync::Mutex::new(Tamper::Pass)),
+            seen: std::sync::Arc::new(std::sync::Mutex::new(Vec::new())),
+        };
+        let app = axum::Router::new()
+            .route("/token", axum::routing::post(proxy_token))
+            .with_state(proxy.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (proxy, url)
+    }
+
+    fn set(&self, t: Tamper) {
+        *self.tamper.lock().unwrap() = t;
+    }
+
+    fn last_id_token(&self) -> String {
+        self.seen.lock().unwrap().last().unwrap().clone()
+    }
+}
+
+async fn proxy_token(
+    axum::extract::State(p): axum::extract::State<TokenProxy>,
+    headers: http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use base64::Engine;
+    let mut req = p.http.post(&p.upstream).body(body);
+    for name in ["authorization", "content-type", "accept"] {
+        if let Some(v) = headers.get(name) {
+            req = req.header(name, v.to_str().unwrap());
+        }
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let mut answer: Value = res.json().await.unwrap();
+    if let Some(original) = answer["id_token"].as_str().map(str::to_owned) {
+        p.seen.lock().unwrap().push(original.clone());
+        let parts: Vec<&str> = original.split('.').collect();
+        assert_eq!(parts.len(), 3, "a JWS from the IdP");
+        let tampered = match p.tamper.lock().unwrap().clone() {
+            Tamper::Pass => original.clone(),
+            Tamper::FlipSignature => {
+                // The first character holds 6 whole bits of the signature.
+                let first = if parts[2].starts_with('A') { "B" } else { "A" };
+                format!("{}.{}.{first}{}", parts[0], parts[1], &parts[2][1..])
+            }
+            Tamper::Replace(other) => other,
+            Tamper::ChangeSub => {
+                let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+                let mut claims: Value =
+                    serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+                claims["sub"] = json!("mallory-sub");
+                let payload = b64.encode(claims.to_string());
+                format!("{}.{payload}.{}", parts[0], parts[2])
+            }
+        };
+        answer["id_token"] = json!(tampered);
+    }
+    (StatusCode::from_u16(status).unwrap(), axum::Json(answer)).into_response()
+}
+
+/// The real IdP's own signed ID tokens, tampered with on the way from its
+/// token endpoint (a proxy configured as the provider's `token_endpoint`;
+/// discovery and keys stay the IdP's): a flipped signature, an ID token
+/// the IdP issued to another client, one it issued to the same client in
+/// an earlier login (other nonce), a changed `sub` under the original
+/// signature. Each is refused with an error page naming the problem, the
+/// link is neither made nor changed, the session is not completed; an
+/// untampered login through the proxy then completes.
+#[tokio::test]
+async fn tokens_signed_by_the_real_idp_but_tampered_are_refused() {
+    const A: &str = "01JB00000000000000000000A1";
+    const B: &str = "01JB00000000000000000000B1";
+    let idp = Idp::start(&json!({
+        "users": users(),
+        "clients": [
+            client(A, "client_secret_basic", &json!({"client_id": "client-a"})),
+            client(B, "client_secret_basic", &json!({"client_id": "client-b"})),
+        ],
+    }));
+    let (proxy, token_endpoint) = TokenProxy::start(&idp.issuer).await;
+    let iss = idp.issuer.as_str();
+    let through_proxy = json!({"token_endpoint": token_endpoint});
+    let app = UpApp::new(
+        crate::upstream_support::sqlite().await,
+        vec![
+            provider(A, iss, "client-a", &through_proxy),
+            provider(B, iss, "client-b", &through_proxy),
+        ],
+        None,
+    )
+    .await;
+
+    // Honest logins through the proxy: client B's ID token, and client
+    // A's from an earlier login.
+    let mut b = app.browser();
+    let r = login(&mut b, &mut IdpDriver::default(), B, "alice-sub").await;
+    completed(&app, &b, &r, B).await;
+    let for_b = proxy.last_id_token();
+    let mut b = app.browser();
+    let r = login(&mut b, &mut IdpDriver::default(), A, "alice-sub").await;
+    completed(&app, &b, &r, A).await;
+    let earlier_a = proxy.last_id_token();
+    let link_a = app.link(A, "alice-sub").await.unwrap();
+    let link_b = app.link(B, "alice-sub").await.unwrap();
+
+    let cases = [
+        ("bad signature", Tamper::FlipSignature, "bad signature"),
+        ("other client", Tamper::Replace(for_b), "aud does not name"),
+        (
+            "earlier login",
+            Tamper::Replace(earlier_a),
+            "nonce does not match",
+        ),
+        ("changed sub", Tamper::ChangeSub, "bad signature"),
+    ];
+    for (case, tamper, message) in cases {
+        proxy.set(tamper);
+        let mut b = app.browser();
+        let url = start(&mut b, A, "").await;
+        let back = IdpDriver::default().run(url, "alice-sub").await;
+        let Back::Redirect(back) = back else {
+            panic!("query mode")
+        };
+        let r = deliver(&mut b, Back::Redirect(back.clone())).await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{case}: {}", r.body);
+        assert!(
+            r.body.contains(message),
+            "{case}: {message:?} not in {}",
+            r.body
+        );
+        assert_eq!(
+            app.link(A, "alice-sub").await,
+            Some(link_a.clone()),
+            "{case}"
+        );
+        assert_eq!(
+            app.link(B, "alice-sub").await,
+            Some(link_b.clone()),
+            "{case}"
+        );
+        assert!(app.link(A, "mallory-sub").await.is_none(), "{case}");
+        // Not completed: the same answer again is not "already completed"
+        // but a new (now refused: the code is spent) exchange.
+        proxy.set(Tamper::Pass);
+        let r = b.get(&b.path_of(back.as_str())).await;
+        assert_ne!(r.status, StatusCode::SEE_OTHER, "{case}: {}", r.body);
+        assert!(!r.body.contains("already completed"), "{case}: {}", r.body);
+        assert!(r.body.contains("invalid_grant"), "{case}: {}", r.body);
+
+        // An untampered login through the proxy completes.
+        let mut b = app.browser();
+        let r = login(&mut b, &mut IdpDriver::default(), A, "alice-sub").await;
+        completed(&app, &b, &r, A).await;
+        assert_eq!(app.link(A, "alice-sub").await.unwrap().id, link_a.id);
+    }
     app.cleanup().await;
 }
