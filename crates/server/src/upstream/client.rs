@@ -670,6 +670,32 @@ impl UpstreamClient {
         Ok(j)
     }
 
+    /// Verifies a JWS signed as the provider's ID tokens are (OIDC Core
+    /// §3.1.3.7 items 6–8), requires its claims to be an object and checks
+    /// `iss` and `aud` (items 2–3). Shared by ID and logout tokens.
+    async fn verify_id_token_jws(
+        &self,
+        provider: &UpstreamProviderConfig,
+        metadata: &ProviderMetadata,
+        token: &str,
+        what: &'static str,
+    ) -> Result<Map<String, Value>, UpstreamError> {
+        let claims = self
+            .verify_jws(
+                provider,
+                metadata,
+                token,
+                provider.id_token_signed_response_alg,
+                what,
+            )
+            .await?;
+        let Value::Object(claims) = claims else {
+            return Err(invalid(what, "its claims are not an object"));
+        };
+        check_iss_aud(provider, metadata, &claims, what)?;
+        Ok(claims)
+    }
+
     /// Verifies a JWS from the provider signed with `expected_alg`: `none`
     /// only when configured, HMAC with the client secret for `HS*`,
     /// otherwise the provider's keys (fetched again once when the token
@@ -874,34 +900,12 @@ impl UpstreamClient {
         const W: &str = "ID token";
         // Item 6–8: the signature with the registered algorithm.
         let claims = self
-            .verify_jws(
-                provider,
-                metadata,
-                id_token,
-                provider.id_token_signed_response_alg,
-                W,
-            )
+            .verify_id_token_jws(provider, metadata, id_token, W)
             .await?;
-        let Value::Object(claims) = claims else {
-            return Err(invalid(W, "its claims are not an object"));
-        };
-        check_iss_aud(provider, metadata, &claims, W)?;
         // Items 9–10: exp in the future, iat not absurd (small leeway).
         let now = now.timestamp();
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| invalid(W, "exp is missing"))?;
-        if exp + LEEWAY_SECONDS < now {
-            return Err(invalid(W, "it has expired"));
-        }
-        let iat = claims
-            .get("iat")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| invalid(W, "iat is missing"))?;
-        if iat > now + LEEWAY_SECONDS {
-            return Err(invalid(W, "it was issued in the future"));
-        }
+        check_exp(&claims, now, W)?;
+        check_iat(&claims, now, W)?;
         // Item 11: the nonce we sent, compared in constant time.
         if let Some(nonce) = nonce {
             let got = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
@@ -1010,41 +1014,19 @@ impl UpstreamClient {
             }
         }
         // §2.6 item 3: as an ID token's signature (OIDC Core §3.1.3.7 6–8).
-        let claims = self
-            .verify_jws(
-                provider,
-                metadata,
-                token,
-                provider.id_token_signed_response_alg,
-                W,
-            )
-            .await?;
-        let Value::Object(claims) = claims else {
-            return Err(invalid(W, "its claims are not an object"));
-        };
         // Item 4: iss, aud, iat (and exp when present).
-        check_iss_aud(provider, metadata, &claims, W)?;
+        let claims = self
+            .verify_id_token_jws(provider, metadata, token, W)
+            .await?;
         let now = now.timestamp();
-        let iat = claims
-            .get("iat")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| invalid(W, "iat is missing"))?;
-        if iat > now + LEEWAY_SECONDS {
-            return Err(invalid(W, "it was issued in the future"));
-        }
+        let iat = check_iat(&claims, now, W)?;
         // §2.6 item 10 lets the RP refuse tokens issued too far in the
         // past: that bounds how long a jti must be remembered.
         if iat + MAX_LOGOUT_TOKEN_AGE_SECONDS + LEEWAY_SECONDS < now {
             return Err(invalid(W, "it was issued too long ago"));
         }
         // §2.4 (as amended by the 2023 errata set): `exp` is REQUIRED.
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| invalid(W, "exp is missing"))?;
-        if exp + LEEWAY_SECONDS < now {
-            return Err(invalid(W, "it has expired"));
-        }
+        let exp = check_exp(&claims, now, W)?;
         // §2.4: jti REQUIRED.
         let jti = claims
             .get("jti")
@@ -1077,6 +1059,39 @@ impl UpstreamClient {
         }
         Ok(LogoutToken { sub, sid, jti, exp })
     }
+}
+
+/// `exp` is present and not past (with [`LEEWAY_SECONDS`]); returns it.
+fn check_exp(
+    claims: &Map<String, Value>,
+    now: i64,
+    what: &'static str,
+) -> Result<i64, UpstreamError> {
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| invalid(what, "exp is missing"))?;
+    if exp + LEEWAY_SECONDS < now {
+        return Err(invalid(what, "it has expired"));
+    }
+    Ok(exp)
+}
+
+/// `iat` is present and not in the future (with [`LEEWAY_SECONDS`]);
+/// returns it.
+fn check_iat(
+    claims: &Map<String, Value>,
+    now: i64,
+    what: &'static str,
+) -> Result<i64, UpstreamError> {
+    let iat = claims
+        .get("iat")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| invalid(what, "iat is missing"))?;
+    if iat > now + LEEWAY_SECONDS {
+        return Err(invalid(what, "it was issued in the future"));
+    }
+    Ok(iat)
 }
 
 /// OIDC Core §3.1.3.7 items 2–5: `iss` exactly the issuer, `aud` contains
