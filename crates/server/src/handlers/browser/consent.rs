@@ -217,8 +217,7 @@ pub async fn get(
     // covers redirects after a form submission).
     opts.form_action
         .extend(csp_source(&ready.grant.redirect_uri));
-    let logo = client.logo_uri.as_ref().filter(|u| u.scheme() == "https");
-    opts.img_src.extend(logo.and_then(csp_source));
+    let client_ctx = super::client_context(client, &mut opts);
     render(
         &state,
         StatusCode::OK,
@@ -227,12 +226,7 @@ pub async fn get(
             csrf => csrf.token,
             grant_id => ready.grant.id.to_string(),
             consent_path => consent_path(ready.grant.id),
-            client => context! {
-                name => client.client_name.clone().unwrap_or_else(|| client.client_id.clone()),
-                uri => client.client_uri.as_ref().map(ToString::to_string),
-                logo_uri => logo.map(ToString::to_string),
-                verified => client.is_static,
-            },
+            client => client_ctx,
             scopes => authorize::describe_scopes(&ready.grant.scope),
             matrix_user_id => matrix_id(&state, &ready.user.username),
             redirect_host => ready.grant.redirect_uri.host_str().map_or_else(

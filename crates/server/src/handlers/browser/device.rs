@@ -24,8 +24,8 @@ use vestibule_domain::{
 use vestibule_storage::{BoxRepository, StorageError};
 
 use super::{
-    PageOpts, check_csrf, csp_source, device_consent_path, internal, matrix_id, parse_form, render,
-    see_other,
+    PageOpts, check_csrf, client_context, device_consent_path, internal, matrix_id, parse_form,
+    render, see_other,
 };
 use crate::{
     AppState, csrf,
@@ -306,8 +306,7 @@ pub async fn consent_get(
     let csrf = csrf::issue(&state, &headers);
     let client = &ready.client;
     let mut opts = PageOpts::default().cookie(csrf.set_cookie.clone());
-    let logo = client.logo_uri.as_ref().filter(|u| u.scheme() == "https");
-    opts.img_src.extend(logo.and_then(csp_source));
+    let client_ctx = client_context(client, &mut opts);
     let consent_path = device_consent_path(ready.grant.id);
     let next: String = url::form_urlencoded::byte_serialize(consent_path.as_bytes()).collect();
     render(
@@ -319,12 +318,7 @@ pub async fn consent_get(
             consent_path,
             switch_path => format!("{}?switch=1&next={next}", routes::Login::PATH),
             user_code => display_user_code(&ready.grant.user_code),
-            client => context! {
-                name => client.client_name.clone().unwrap_or_else(|| client.client_id.clone()),
-                uri => client.client_uri.as_ref().map(ToString::to_string),
-                logo_uri => logo.map(ToString::to_string),
-                verified => client.is_static,
-            },
+            client => client_ctx,
             scopes => authorize::describe_scopes(&ready.grant.scope),
             matrix_user_id => matrix_id(&state, &ready.user.username),
         },

@@ -93,6 +93,19 @@ pub fn device_consent_path(grant_id: Ulid) -> String {
     routes::DeviceConsent::PATH.replace("{grant_id}", &grant_id.to_string())
 }
 
+/// The client as the approval pages show it (consent, device); its logo
+/// only over https, allowed in the page's `img-src`.
+pub(crate) fn client_context(client: &Client, opts: &mut PageOpts) -> Value {
+    let logo = client.logo_uri.as_ref().filter(|u| u.scheme() == "https");
+    opts.img_src.extend(logo.and_then(csp_source));
+    context! {
+        name => client.client_name.clone().unwrap_or_else(|| client.client_id.clone()),
+        uri => client.client_uri.as_ref().map(ToString::to_string),
+        logo_uri => logo.map(ToString::to_string),
+        verified => client.is_static,
+    }
+}
+
 /// `path?grant=<id>` (the only "next" we ever carry: S23).
 fn with_grant(path: &str, grant: Option<Ulid>) -> String {
     match grant {
