@@ -292,9 +292,17 @@ impl Homeserver for SynapseHomeserver {
         &self,
         request: &ProvisionRequest,
     ) -> Result<ProvisionOutcome, HomeserverError> {
-        let status = self
-            .post("provision_user", &ProvisionBody::from(request))
-            .await?;
+        let body = ProvisionBody::from(request);
+        // Synapse's provision_user is create-or-update, but its "does the
+        // user exist?" check and the creation are not atomic: when two
+        // provisions of a new user overlap (the provisioning job and the
+        // token endpoint's inline provision of a device's user), the loser
+        // gets 400 M_USER_IN_USE. The user exists by then, so one more call
+        // takes Synapse's update path and applies this request's fields.
+        let status = match self.post("provision_user", &body).await {
+            Err(HomeserverError::UserInUse) => self.post("provision_user", &body).await?,
+            other => other?,
+        };
         Ok(if status == StatusCode::CREATED {
             ProvisionOutcome::Created
         } else {

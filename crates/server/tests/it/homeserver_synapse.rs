@@ -61,6 +61,36 @@ async fn synapse_mas_api() {
     assert!(!alice.is_deactivated);
     assert_eq!(hs.is_localpart_available("alice").await, Ok(false));
 
+    // Overlapping provisions of one new user (the job and a token's inline
+    // provision): every one succeeds, exactly one creates the user, and the
+    // display name is one that was asked for (not Synapse's default).
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let hs = synapse.client();
+        racers.spawn(async move {
+            hs.provision_user(&ProvisionRequest::new("racer").set_displayname(format!("Racer {i}")))
+                .await
+        });
+    }
+    let outcomes = racers.join_all().await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == Ok(ProvisionOutcome::Created))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    let racer = hs.query_user("racer").await.unwrap();
+    assert!(
+        racer
+            .display_name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("Racer ")),
+        "{racer:?}"
+    );
+
     // Update: display name, avatar, emails, lock.
     assert_eq!(
         hs.provision_user(
