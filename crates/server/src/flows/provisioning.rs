@@ -120,7 +120,12 @@ pub async fn device_of_scope(
     else {
         return Ok(None);
     };
-    let user_payload = provision_payload(&mut **repo, user, Some(user.username.clone())).await?;
+    // No display name: this payload is sent only when the user's
+    // provisioning job has not created them yet, and the job may be doing
+    // so right now with the imported name. Sending ours would overwrite it
+    // (Synapse's update path); without one, Synapse creates the user with
+    // the localpart and the job's name wins either way.
+    let user_payload = provision_payload(&mut **repo, user, None).await?;
     Ok(Some(DeviceProvisioning {
         localpart: user.username.clone(),
         device_id,

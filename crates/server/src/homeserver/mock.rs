@@ -40,6 +40,9 @@ struct Inner {
     users: BTreeMap<String, MockUser>,
     /// Every call that reached the mock, as `endpoint localpart`.
     calls: Vec<String>,
+    /// Users that another writer creates right after a call missed them
+    /// (see [`MockHomeserver::create_after_next_miss`]).
+    after_miss: BTreeMap<String, MockUser>,
 }
 
 /// In-memory users and devices. [`MockHomeserver::set_down`] makes every call
@@ -86,6 +89,13 @@ impl MockHomeserver {
     /// Adds a user directly (as if registered on the homeserver by other means).
     pub fn insert_user(&self, localpart: &str, user: MockUser) {
         self.lock().users.insert(localpart.to_owned(), user);
+    }
+
+    /// Simulates a race: the next `upsert_device` for `localpart` answers
+    /// "no such user", and `user` is created right after (as the user's
+    /// provisioning job, running at the same moment, would).
+    pub fn create_after_next_miss(&self, localpart: &str, user: MockUser) {
+        self.lock().after_miss.insert(localpart.to_owned(), user);
     }
 
     /// The calls that reached the mock (`"provision_user alice"`, …), in order.
@@ -302,6 +312,12 @@ impl Homeserver for MockHomeserver {
         display_name: Option<&str>,
     ) -> Result<DeviceOutcome, HomeserverError> {
         let mut inner = self.enter("upsert_device", localpart)?;
+        if !inner.users.contains_key(localpart) {
+            if let Some(user) = inner.after_miss.remove(localpart) {
+                inner.users.insert(localpart.to_owned(), user);
+            }
+            return Err(HomeserverError::NotFound);
+        }
         let user = user_mut(&mut inner, localpart)?;
         if let Some(device) = user.devices.get_mut(device_id) {
             if let Some(name) = display_name {

@@ -4,7 +4,10 @@
 
 use axum::http::StatusCode;
 use vestibule_domain::{oauth2::AuthorizationGrantStage, tokens::token_hash};
-use vestibule_server::{homeserver::Homeserver, jobs::HomeserverJob};
+use vestibule_server::{
+    homeserver::{Homeserver, MockUser},
+    jobs::HomeserverJob,
+};
 use vestibule_storage_sql::testing::TestDatabase;
 
 use crate::{
@@ -86,6 +89,40 @@ async fn code_exchange_creates_the_user_and_the_device_before_answering() {
     hx.fx.exchange_ok(&client, &g3.code).await;
     assert_eq!(hx.hs.calls().len(), 4, "{:?}", hx.hs.calls());
     hx.cleanup().await;
+}
+
+/// The user's provisioning job creates them on the homeserver (with the
+/// name imported from an upstream login) while the token endpoint finds
+/// them missing and provisions them inline: the inline call must not
+/// overwrite the job's display name with the localpart.
+#[tokio::test]
+async fn an_inline_provision_racing_the_job_keeps_the_jobs_display_name() {
+    for db in databases().await {
+        let hx = Hx::on(db, |_| {});
+        let client = hx.fx.public_client().await;
+        let g = hx.fx.grant_for(&client, None, GrantOpts::default()).await;
+        let localpart = g.user.username.clone();
+        hx.hs.create_after_next_miss(
+            &localpart,
+            MockUser {
+                display_name: Some("Dana Scully".to_owned()),
+                ..MockUser::default()
+            },
+        );
+        hx.fx.exchange_ok(&client, &g.code).await;
+        let user = hx.hs.user(&localpart).expect("user provisioned");
+        assert_eq!(user.display_name.as_deref(), Some("Dana Scully"));
+        assert!(user.devices.contains_key(DEVICE), "{user:?}");
+        assert_eq!(
+            hx.hs.calls(),
+            [
+                format!("upsert_device {localpart}"),
+                format!("provision_user {localpart}"),
+                format!("upsert_device {localpart}"),
+            ]
+        );
+        hx.cleanup().await;
+    }
 }
 
 /// The homeserver call happens before the code is consumed, outside the
