@@ -354,6 +354,10 @@ impl<'a> Lines<'a> {
     fn line_of(&mut self, offset: usize) -> u64 {
         let end = offset.min(self.text.len());
         if end > self.pos {
+            #[allow(
+                clippy::naive_bytecount,
+                reason = "once over an import file; not worth a dependency"
+            )]
             let newlines = self.text[self.pos..end]
                 .iter()
                 .filter(|&&b| b == b'\n')

@@ -407,7 +407,8 @@ fn import_story(postgres: bool, n: usize) {
         "{out}"
     );
     assert!(
-        out.stderr.contains("line 6 (index 2): skipped: not a JSON object"),
+        out.stderr
+            .contains("line 6 (index 2): skipped: not a JSON object"),
         "{out}"
     );
     assert!(
