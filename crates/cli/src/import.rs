@@ -36,15 +36,16 @@ pub enum Format {
 pub enum Location {
     /// The line a CSV record starts on (1 = the header).
     Line(u64),
-    /// The 0-based index of a JSON array element.
-    Index(usize),
+    /// A JSON array element: the line it starts on (1-based) and its
+    /// 0-based index (which tells apart elements sharing a line).
+    Element { line: u64, index: usize },
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Line(n) => write!(f, "line {n}"),
-            Self::Index(i) => write!(f, "index {i}"),
+            Self::Element { line, index } => write!(f, "line {line} (index {index})"),
         }
     }
 }
@@ -306,16 +307,66 @@ fn read_csv(path: &Path) -> anyhow::Result<Rows> {
 
 /// A JSON array of objects. Values are strings (numbers and booleans are
 /// taken as their text, `null` as absent); another kind of value makes the
-/// row invalid.
+/// row invalid. Each element is located by the line it starts on.
 fn read_json(path: &Path) -> anyhow::Result<Rows> {
     let text = std::fs::read_to_string(path)?;
-    let items: Vec<serde_json::Value> =
+    // Borrowed raw elements point into `text`: their offset gives the line
+    // without a second parse of the file.
+    let items: Vec<&serde_json::value::RawValue> =
         serde_json::from_str(&text).context("expected a JSON array of objects")?;
-    Ok(items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| (Location::Index(i), json_row(item)))
-        .collect())
+    let mut lines = Lines::new(&text);
+    let mut rows = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let offset = item
+            .get()
+            .as_ptr()
+            .addr()
+            .checked_sub(text.as_ptr().addr())
+            .context("a JSON element outside the file")?;
+        let at = Location::Element {
+            line: lines.line_of(offset),
+            index,
+        };
+        let value: serde_json::Value = serde_json::from_str(item.get())?;
+        rows.push((at, json_row(value)));
+    }
+    Ok(rows)
+}
+
+/// Line numbers of increasing byte offsets in one text, counted once.
+struct Lines<'a> {
+    text: &'a [u8],
+    /// Bytes counted so far, and the line the next byte is on.
+    pos: usize,
+    line: u64,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text: text.as_bytes(),
+            pos: 0,
+            line: 1,
+        }
+    }
+
+    /// The 1-based line of `offset`; offsets must not decrease.
+    fn line_of(&mut self, offset: usize) -> u64 {
+        let end = offset.min(self.text.len());
+        if end > self.pos {
+            #[allow(
+                clippy::naive_bytecount,
+                reason = "once over an import file; not worth a dependency"
+            )]
+            let newlines = self.text[self.pos..end]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            self.line += newlines as u64;
+            self.pos = end;
+        }
+        self.line
+    }
 }
 
 fn json_row(item: serde_json::Value) -> Result<RawRow, String> {
@@ -336,4 +387,32 @@ fn json_row(item: serde_json::Value) -> Result<RawRow, String> {
         }
     }
     Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_elements_are_located_by_their_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.json");
+        let text = "[\n  {\"localpart\": \"a\"},\n  {\n    \"localpart\": \"b\",\n    \"x\": [1]\n  },\r\n\n  \"nope\", {\"localpart\": \"c\"}\n]\n";
+        std::fs::write(&path, text).unwrap();
+        let rows = read_json(&path).unwrap();
+        let at: Vec<String> = rows.iter().map(|(at, _)| at.to_string()).collect();
+        assert_eq!(
+            at,
+            [
+                "line 2 (index 0)",
+                "line 3 (index 1)",
+                "line 8 (index 2)",
+                "line 8 (index 3)"
+            ]
+        );
+        assert!(rows[0].1.is_ok());
+        assert_eq!(rows[1].1, Err("`x` must be a string".to_owned()));
+        assert_eq!(rows[2].1, Err("not a JSON object".to_owned()));
+        assert!(rows[3].1.is_ok());
+    }
 }

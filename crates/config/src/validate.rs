@@ -14,7 +14,8 @@ use crate::{
         email::EmailTransportKind,
         secrets::decode_hex_32,
         upstream_oauth2::{
-            DiscoveryMode, ImportAction, JwsAlg, OnBackchannelLogout, OnConflict, TokenAuthMethod,
+            ClaimsImports, DiscoveryMode, ImportAction, JwsAlg, OnBackchannelLogout, OnConflict,
+            TokenAuthMethod,
         },
     },
 };
@@ -73,6 +74,25 @@ fn is_ip_or_cidr(s: &str) -> bool {
         },
     }
 }
+
+/// The authorization request parameters Vestibule sends itself (RFC 6749
+/// §4.1.1, OIDC Core §3.1.2.1, RFC 7636 §4.3, OAuth 2.0 Multiple Response
+/// Type Encoding Practices §2.1): `additional_authorization_parameters`
+/// must not repeat them. A parameter sent twice is an error for many
+/// providers (RFC 6749 §3.1: "Request and response parameters MUST NOT be
+/// included more than once") and, where it is not, it could change the
+/// `redirect_uri`, `state` or PKCE challenge the callback relies on.
+const SENT_AUTHORIZATION_PARAMETERS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "response_mode",
+];
 
 pub(crate) fn validate(
     config: &Config,
@@ -393,6 +413,25 @@ fn upstream(
             )?;
         }
 
+        for name in p.additional_authorization_parameters.keys() {
+            let at = path::key(&key("additional_authorization_parameters"), name);
+            c.ensure(
+                !SENT_AUTHORIZATION_PARAMETERS.contains(&name.as_str()),
+                &at,
+                format!(
+                    "`{name}` is set by Vestibule itself (from the provider's settings and the \
+                     login in progress) and must not be given twice"
+                ),
+            )?;
+            // MAS forwards both; the provider would see two `login_hint`s.
+            c.ensure(
+                !(name == "login_hint" && p.forward_login_hint),
+                &at,
+                "must not be set together with `forward_login_hint: true` (both send \
+                 `login_hint`)",
+            )?;
+        }
+
         let claims = &p.claims_imports;
         let ci = |k: &str| path::key(&key("claims_imports"), k);
         if claims.skip_confirmation {
@@ -411,6 +450,19 @@ fn upstream(
                 ci("email.action"),
                 "must not be `suggest` when `skip_confirmation` is true",
             )?;
+            // A suggestion needs the form that `skip_confirmation` skips;
+            // named where custom claims are usually written (next to the
+            // MAS keys, moved under `custom` at load time).
+            for (name, custom) in &claims.custom {
+                c.ensure(
+                    custom.action != ImportAction::Suggest,
+                    ci(&format!("{name}.action")),
+                    format!(
+                        "custom claim `{name}` must not be `suggest` when `skip_confirmation` \
+                         is true (a suggestion needs the confirmation form)"
+                    ),
+                )?;
+            }
         }
         if claims.localpart.on_conflict != OnConflict::Fail {
             c.ensure(
@@ -421,30 +473,46 @@ fn upstream(
                 ci("localpart.action"),
                 "must be `force` or `require` when `on_conflict` is `add`, `replace` or `set`",
             )?;
-            // OIDC Core §5.7: `preferred_username` (the default template) is
-            // neither unique nor stable and often user-editable, so linking
-            // existing accounts by it would let anyone take one over.
-            c.ensure(
-                claims
-                    .localpart
-                    .template
-                    .as_deref()
-                    .is_some_and(|t| !t.trim().is_empty()),
-                ci("localpart.template"),
-                "an explicit template is required when `on_conflict` is `add`, `replace` or \
-                 `set` (the default `{{ user.preferred_username }}` is not unique)",
-            )?;
+            match claims.localpart.template.as_deref() {
+                Some(t) => c.ensure(
+                    !t.trim().is_empty(),
+                    ci("localpart.template"),
+                    "must not be blank",
+                )?,
+                // A MAS config may rely on the default template; it loads,
+                // but linking existing accounts by it is risky. OIDC Core
+                // §5.7: `preferred_username` is neither unique nor stable
+                // and often user-editable, so whoever the provider lets take
+                // a name can sign in as the local user of that name.
+                None => warnings.push(Warning {
+                    path: ci("localpart.template"),
+                    message: format!(
+                        "not set, so `on_conflict: {}` links existing local accounts by the \
+                         default template `{{{{ user.preferred_username }}}}`, a claim the \
+                         provider's users may be able to choose or change; set a template on \
+                         a claim they cannot change (e.g. an employee ID)",
+                        on_conflict_name(claims.localpart.on_conflict)
+                    ),
+                }),
+            }
             warnings.push(Warning {
                 path: ci("localpart.on_conflict"),
                 message: format!(
-                    "`{:?}` links existing local accounts by localpart: anyone the provider \
+                    "`{}` links existing local accounts by localpart: anyone the provider \
                      lets use that name can sign in as the local user",
-                    claims.localpart.on_conflict
-                )
-                .to_lowercase(),
+                    on_conflict_name(claims.localpart.on_conflict)
+                ),
             });
         }
         for (name, custom) in &claims.custom {
+            // The attribute `displayname` holds the display name given by
+            // `manage import-users` and is never released; the other MAS
+            // keys would only confuse.
+            c.ensure(
+                !ClaimsImports::KNOWN_KEYS.contains(&name.as_str()) && name != "custom",
+                ci(&format!("custom.{name}")),
+                format!("`{name}` is a MAS key of `claims_imports`, not a custom claim name"),
+            )?;
             c.ensure(
                 !custom.template.trim().is_empty(),
                 ci(&format!("custom.{name}.template")),
@@ -473,6 +541,15 @@ fn upstream(
         }
     }
     Ok(())
+}
+
+fn on_conflict_name(on_conflict: OnConflict) -> &'static str {
+    match on_conflict {
+        OnConflict::Fail => "fail",
+        OnConflict::Add => "add",
+        OnConflict::Replace => "replace",
+        OnConflict::Set => "set",
+    }
 }
 
 fn misc(config: &Config, c: &Check<'_>) -> Result<(), ConfigError> {

@@ -93,14 +93,17 @@ pub const RESERVED_CLAIMS: &[&str] = &[
 
 /// The user attributes (custom claims imported from an upstream provider,
 /// e.g. `tenant_id`) released as claims: every one whose name is not
-/// reserved. Released with the `profile` scope, in the ID token and at
-/// userinfo alike.
+/// reserved, nor our bookkeeping (the imported display name). Released with
+/// the `profile` scope, in the ID token and at userinfo alike.
 pub fn attribute_claims(
     attributes: &std::collections::BTreeMap<String, String>,
 ) -> impl Iterator<Item = (&str, &str)> {
     attributes
         .iter()
-        .filter(|(k, _)| !RESERVED_CLAIMS.contains(&k.as_str()))
+        .filter(|(k, _)| {
+            !RESERVED_CLAIMS.contains(&k.as_str())
+                && !crate::flows::user_import::is_internal_attribute(k)
+        })
         .map(|(k, v)| (k.as_str(), v.as_str()))
 }
 

@@ -113,6 +113,23 @@ fn config_check() {
         "no warning about the `oauth2` resource: {out}"
     );
 
+    // A MAS provider linking existing accounts by the default localpart
+    // template loads; `config check` prints the warning with its key path.
+    let linking = tmp.path().join("linking.yaml");
+    std::fs::write(
+        &linking,
+        "upstream_oauth2:\n  providers:\n    - id: 01JAYS74TCG3BTWKADN5Q4518C\n      issuer: https://idp.example.org/\n      client_id: c\n      client_secret: s\n      token_endpoint_auth_method: client_secret_basic\n      scope: openid\n      claims_imports:\n        localpart:\n          action: require\n          on_conflict: add\n",
+    )
+    .expect("writing linking.yaml");
+    let out = check(&[seed, &gen_path, &linking], None);
+    out.assert_success();
+    assert!(
+        out.stderr.lines().any(|l| l.starts_with(
+            "warning: upstream_oauth2.providers[0].claims_imports.localpart.template: "
+        ) && l.contains("preferred_username")),
+        "{out}"
+    );
+
     // The seed alone lacks `secrets` and `matrix`.
     let out = check(&[seed], None);
     out.assert_failure();

@@ -380,12 +380,15 @@ fn import_story(postgres: bool, n: usize) {
     });
 
     // JSON: a new user, a conflict with an existing link, a non-object, and
-    // an extra attribute given as a number.
+    // an extra attribute given as a number. Invalid elements are reported
+    // by the line they start on (the first element spans three).
     let json = env.write(
         "more.json",
         &format!(
             r#"[
-  {{"localpart": "json1", "email": "json1@example.org", "provider_id": "{PROVIDER}", "subject": "sub-json1", "tenant_id": 7}},
+  {{"localpart": "json1", "email": "json1@example.org",
+    "provider_id": "{PROVIDER}", "subject": "sub-json1",
+    "tenant_id": 7}},
   {{"localpart": "json2", "provider_id": "{PROVIDER}", "subject": "sub-1"}},
   "nope",
   {{"localpart": "json3", "email": "USER00010@example.org"}}
@@ -400,16 +403,17 @@ fn import_story(postgres: bool, n: usize) {
         "{out}"
     );
     assert!(
-        out.stderr.contains("index 1: skipped: the identity `sub-1` of this provider is already linked to another user (`user00001`)"),
+        out.stderr.contains("line 5 (index 1): skipped: the identity `sub-1` of this provider is already linked to another user (`user00001`)"),
         "{out}"
     );
     assert!(
-        out.stderr.contains("index 2: skipped: not a JSON object"),
+        out.stderr
+            .contains("line 6 (index 2): skipped: not a JSON object"),
         "{out}"
     );
     assert!(
         out.stderr.contains(
-            "index 3: skipped: the email `USER00010@example.org` belongs to another user"
+            "line 7 (index 3): skipped: the email `USER00010@example.org` belongs to another user"
         ),
         "{out}"
     );

@@ -229,7 +229,11 @@ pub struct UpstreamProviderConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub jwks_uri: Option<Url>,
-    /// Extra authorization request parameters (values are templates).
+    /// Extra authorization request parameters, sent as written (plain
+    /// strings, as in MAS). Parameters Vestibule sends itself
+    /// (`response_type`, `client_id`, `redirect_uri`, `scope`, `state`,
+    /// `nonce`, `code_challenge`, `code_challenge_method`, `response_mode`)
+    /// are refused, and so is `login_hint` with `forward_login_hint`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub additional_authorization_parameters: BTreeMap<String, String>,
     /// Forward `login_hint` (deprecated in MAS).
@@ -337,7 +341,9 @@ pub struct LocalpartImport {
     /// Template (default `{{ user.preferred_username }}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
-    /// Conflict handling.
+    /// Conflict handling. Anything but `fail` links existing accounts by
+    /// the localpart the template gives: set a template on a claim the
+    /// provider's users cannot change (a warning says so when it is unset).
     pub on_conflict: OnConflict,
 }
 
@@ -382,7 +388,8 @@ pub struct CustomClaimImport {
 pub struct ClaimsImports {
     /// Subject (the link key).
     pub subject: SubjectImport,
-    /// Skip the confirmation screen (needs `localpart.action: require`).
+    /// Skip the confirmation screen (needs `localpart.action: require`, and
+    /// no import, custom ones included, with the action `suggest`).
     pub skip_confirmation: bool,
     /// Matrix ID localpart.
     pub localpart: LocalpartImport,

@@ -211,13 +211,7 @@ fn upstream_security_rules_name_their_path() {
             ),
             "upstream_oauth2.providers[0].id_token_signed_response_alg",
         ),
-        // Linking by the default `preferred_username` would be a takeover.
-        (
-            format!(
-                "{P}{ISS}      claims_imports:\n        localpart:\n          action: require\n          on_conflict: add\n"
-            ),
-            "upstream_oauth2.providers[0].claims_imports.localpart.template",
-        ),
+        // A blank template is no template.
         (
             format!(
                 "{P}{ISS}      claims_imports:\n        localpart:\n          action: force\n          on_conflict: replace\n          template: ' '\n"
@@ -252,5 +246,141 @@ fn upstream_security_rules_name_their_path() {
             .contains("links existing local accounts"),
         "{}",
         ok.warnings[0].message
+    );
+}
+
+/// `on_conflict` without a template (a MAS config relying on the default
+/// `{{ user.preferred_username }}`) loads, with a warning at the template's
+/// path saying what linking by it means, besides the `on_conflict` one.
+#[test]
+fn on_conflict_with_the_default_template_loads_with_a_warning() {
+    const P: &str = "upstream_oauth2:\n  providers:\n    - id: 01JAYS74TCG3BTWKADN5Q4518C\n      issuer: https://x/\n      client_id: c\n      client_secret: s\n      claims_imports:\n        localpart:\n          action: require\n";
+    for on_conflict in ["add", "replace", "set"] {
+        let ok = load(&[&format!("{P}          on_conflict: {on_conflict}\n")])
+            .unwrap_or_else(|e| panic!("{on_conflict}: {e}"));
+        let paths: Vec<&str> = ok.warnings.iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "upstream_oauth2.providers[0].claims_imports.localpart.template",
+                "upstream_oauth2.providers[0].claims_imports.localpart.on_conflict",
+            ],
+            "{:?}",
+            ok.warnings
+        );
+        let shown = ok.warnings[0].to_string();
+        assert!(
+            shown.starts_with(
+                "warning: upstream_oauth2.providers[0].claims_imports.localpart.template: "
+            ),
+            "{shown}"
+        );
+        for part in [
+            &format!("`on_conflict: {on_conflict}`"),
+            "`{{ user.preferred_username }}`",
+            "may be able to choose or change",
+        ] {
+            assert!(shown.contains(part), "{part}: {shown}");
+        }
+    }
+    // With `fail` (the default), nothing to warn about.
+    let ok = load(&[P]).unwrap();
+    assert!(ok.warnings.is_empty(), "{:?}", ok.warnings);
+}
+
+/// `skip_confirmation` skips the form a suggestion needs: refused for a
+/// custom claim as for the MAS ones, at the key the claim was written
+/// under; `force`/`require` custom claims are fine.
+#[test]
+fn skip_confirmation_refuses_a_suggested_custom_claim() {
+    const P: &str = "upstream_oauth2:\n  providers:\n    - id: 01JAYS74TCG3BTWKADN5Q4518C\n      issuer: https://x/\n      client_id: c\n      client_secret: s\n      claims_imports:\n        skip_confirmation: true\n        localpart:\n          action: require\n";
+    let err = load(&[&format!(
+        "{P}        tenant_id:\n          action: suggest\n          template: '{{{{ user.tenant_id }}}}'\n"
+    )])
+    .expect_err("suggest with skip_confirmation");
+    assert_eq!(
+        err.path(),
+        Some("upstream_oauth2.providers[0].claims_imports.tenant_id.action"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("skip_confirmation"), "{err}");
+    for action in ["force", "require", "ignore"] {
+        let ok = load(&[&format!(
+            "{P}        tenant_id:\n          action: {action}\n          template: '{{{{ user.tenant_id }}}}'\n"
+        )]);
+        assert!(ok.is_ok(), "{action}: {:?}", ok.err());
+    }
+    // Without skip_confirmation a suggestion is what the form is for.
+    let ok = load(&[&format!(
+        "{}        tenant_id:\n          action: suggest\n          template: '{{{{ user.tenant_id }}}}'\n",
+        P.replace("        skip_confirmation: true\n", "")
+    )]);
+    assert!(ok.is_ok(), "{:?}", ok.err());
+}
+
+/// A custom claim may not take the name of a MAS key (under `custom`, where
+/// the rewrite does not catch it): the attribute `displayname` in
+/// particular holds the imported display name, which is never released.
+#[test]
+fn custom_claims_named_like_mas_keys_are_refused() {
+    const P: &str = "upstream_oauth2:\n  providers:\n    - id: 01JAYS74TCG3BTWKADN5Q4518C\n      issuer: https://x/\n      client_id: c\n      client_secret: s\n      claims_imports:\n        custom:\n";
+    for name in ["displayname", "email", "localpart"] {
+        let err = load(&[&format!(
+            "{P}          {name}:\n            action: force\n            template: x\n"
+        )])
+        .expect_err(name);
+        assert_eq!(
+            err.path(),
+            Some(format!("upstream_oauth2.providers[0].claims_imports.custom.{name}").as_str()),
+            "{err}"
+        );
+    }
+}
+
+/// `additional_authorization_parameters` are sent as written; the ones
+/// Vestibule sends itself are refused at their key, `login_hint` only with
+/// `forward_login_hint` (MAS sends it as given).
+#[test]
+fn additional_authorization_parameters_must_not_repeat_ours() {
+    const P: &str = "upstream_oauth2:\n  providers:\n    - id: 01JAYS74TCG3BTWKADN5Q4518C\n      issuer: https://x/\n      client_id: c\n      client_secret: s\n";
+    for name in [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+        "response_mode",
+    ] {
+        let err = load(&[&format!(
+            "{P}      additional_authorization_parameters:\n        prompt: login\n        {name}: x\n"
+        )])
+        .expect_err(name);
+        assert_eq!(
+            err.path(),
+            Some(
+                format!("upstream_oauth2.providers[0].additional_authorization_parameters.{name}")
+                    .as_str()
+            ),
+            "{err}"
+        );
+    }
+    let ok = load(&[&format!(
+        "{P}      additional_authorization_parameters:\n        prompt: login\n        login_hint: '{{{{ not.a.template }}}}'\n"
+    )])
+    .unwrap();
+    let params = &ok.config.upstream_oauth2.providers[0].additional_authorization_parameters;
+    assert_eq!(params["login_hint"], "{{ not.a.template }}");
+    assert_eq!(params["prompt"], "login");
+    let err = load(&[&format!(
+        "{P}      forward_login_hint: true\n      additional_authorization_parameters:\n        login_hint: a\n"
+    )])
+    .expect_err("login_hint twice");
+    assert_eq!(
+        err.path(),
+        Some("upstream_oauth2.providers[0].additional_authorization_parameters.login_hint"),
+        "{err}"
     );
 }

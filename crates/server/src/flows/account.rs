@@ -60,7 +60,8 @@ pub async fn overview(repo: &mut BoxRepository, user: &User) -> Result<Overview,
         .into_iter()
         .map(|e| e.email)
         .collect();
-    let attributes = repo.user_attributes().all(user).await?;
+    let mut attributes = repo.user_attributes().all(user).await?;
+    attributes.retain(|name, _| !super::user_import::is_internal_attribute(name));
     let mut upstream_accounts = Vec::new();
     let links = repo.upstream_links().all_for_user(user).await?;
     for link in links {

@@ -32,8 +32,17 @@ pub const KNOWN_FIELDS: [&str; 5] = [
 ];
 
 /// The attribute the imported display name is kept in, so a later import
-/// can tell whether it changed (the homeserver owns the profile).
+/// can tell whether it changed (the homeserver owns the profile; we have no
+/// display name of our own). It is bookkeeping, not a custom attribute:
+/// never released as a claim nor listed on the account page (see
+/// [`is_internal_attribute`]).
 pub const DISPLAYNAME_ATTRIBUTE: &str = "displayname";
+
+/// Whether a user attribute is our own bookkeeping rather than a custom
+/// attribute (from an upstream claim or an import's extra column).
+pub fn is_internal_attribute(name: &str) -> bool {
+    name == DISPLAYNAME_ATTRIBUTE
+}
 
 /// Longest value accepted in any field.
 const MAX_VALUE_LEN: usize = 1024;

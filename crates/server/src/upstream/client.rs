@@ -1229,6 +1229,8 @@ pub fn authorization_url(
         {
             q.append_pair("login_hint", hint);
         }
+        // Sent as written (plain strings, like MAS); the config refuses
+        // the parameters set above.
         for (k, v) in &provider.additional_authorization_parameters {
             q.append_pair(k, v);
         }

@@ -1010,6 +1010,103 @@ async fn attributes_reach_the_id_token_userinfo_and_account_page() {
     fx.cleanup().await;
 }
 
+/// A display name given to `manage import-users` is kept in the attribute
+/// `displayname` (so a later import can tell whether it changed): that is
+/// bookkeeping, not a custom attribute. An imported user's ID token and
+/// userinfo carry their custom attribute but no `displayname` claim, and
+/// the account page does not list it. On SQLite and PostgreSQL.
+#[tokio::test]
+async fn an_imported_display_name_is_not_released_as_an_attribute() {
+    use std::collections::BTreeMap;
+
+    use vestibule_server::flows::user_import::{self, DISPLAYNAME_ATTRIBUTE, ImportRow, Outcome};
+
+    use crate::oauth2_support::{Fx, GrantOpts, str_of};
+    for db in databases().await {
+        let fx = Fx::on(db, |_| {});
+        // A local account the import brings up to date (so it can sign in
+        // to see its account page).
+        let erin = add_user(&fx.t.state, "erin", PASSWORD).await;
+        let row = ImportRow {
+            localpart: "erin".to_owned(),
+            email: None,
+            displayname: Some("Erin Example".to_owned()),
+            link: None,
+            attributes: BTreeMap::from([("tenant_id".to_owned(), "acme".to_owned())]),
+        };
+        {
+            let mut repo = fx.t.state.repos.write().await.unwrap();
+            let mut rng = fx.t.state.rng.rng();
+            let outcome = user_import::apply(
+                &mut repo,
+                fx.t.state.clock.as_ref(),
+                &mut rng,
+                &BTreeMap::new(),
+                &row,
+            )
+            .await
+            .unwrap();
+            assert!(matches!(outcome, Outcome::Updated(_)), "{outcome:?}");
+            let attrs = repo.user_attributes().all(&erin).await.unwrap();
+            assert_eq!(
+                attrs.get(DISPLAYNAME_ATTRIBUTE).map(String::as_str),
+                Some("Erin Example"),
+                "kept for the next import"
+            );
+            repo.save().await.unwrap();
+        }
+
+        let client = fx.public_client().await;
+        let g = fx
+            .grant_for(
+                &client,
+                Some(erin.clone()),
+                GrantOpts {
+                    scope: "openid profile urn:matrix:client:api:*",
+                    ..GrantOpts::default()
+                },
+            )
+            .await;
+        let body = fx.exchange_ok(&client, &g.code).await;
+        let claims =
+            fx.t.state
+                .keystore
+                .verify_jwt(str_of(&body, "id_token"))
+                .unwrap();
+        assert_eq!(claims["tenant_id"], "acme", "{claims}");
+        assert!(claims.get("displayname").is_none(), "{claims}");
+        let res = crate::harness::send(
+            &fx.app,
+            Request::get("/oauth2/userinfo")
+                .header(
+                    header::AUTHORIZATION,
+                    format!("Bearer {}", str_of(&body, "access_token")),
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let info = crate::harness::body_json(res).await;
+        assert_eq!(info["sub"], erin.id.to_string(), "{info}");
+        assert_eq!(info["tenant_id"], "acme", "{info}");
+        assert!(info.get("displayname").is_none(), "{info}");
+
+        let mut b = Browser::new(&fx.t);
+        b.login("erin", PASSWORD, None).await;
+        let page = b.get("/account/").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(
+            page.body.contains("<dt>tenant_id</dt><dd>acme</dd>"),
+            "{}",
+            page.body
+        );
+        assert!(!page.body.contains("Erin Example"), "{}", page.body);
+        assert!(!page.body.contains("<dt>displayname</dt>"), "{}", page.body);
+        fx.cleanup().await;
+    }
+}
+
 /// `registration_token_required` on the provider: no account is created
 /// (tokens are not implemented), while existing links still sign in.
 #[tokio::test]
