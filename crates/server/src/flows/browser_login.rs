@@ -16,7 +16,10 @@ use vestibule_domain::{
 use vestibule_storage::{RepositoryFactory, StorageError};
 use zeroize::Zeroizing;
 
-use crate::passwords::{PasswordError, PasswordManager, PasswordPolicyError, check_new_password};
+use crate::{
+    homeserver::{Homeserver, HomeserverError},
+    passwords::{PasswordError, PasswordManager, PasswordPolicyError, check_new_password},
+};
 
 /// A successful login or registration: a NEW browser session (the id is
 /// never reused across logins: session fixation, ASVS 3.2.1 / S21).
@@ -47,6 +50,10 @@ pub enum RegisterError {
     InvalidUsername(&'static str),
     #[error("this username is taken")]
     Taken,
+    /// The homeserver could not say whether the username is free, so no
+    /// user is created (never blind: see [`homeserver_allows`]).
+    #[error("the homeserver could not be asked whether the username is free")]
+    Homeserver(#[source] HomeserverError),
     #[error(transparent)]
     Policy(#[from] PasswordPolicyError),
     #[error(transparent)]
@@ -96,6 +103,48 @@ pub fn validate_new_localpart(local: &str, homeserver: &str) -> Result<(), Regis
     }
     Ok(())
 }
+
+/// What the homeserver says about a localpart no user of ours has.
+#[derive(Debug)]
+pub enum HomeserverVerdict {
+    Free,
+    /// Taken on the homeserver (a user not imported here, or reserved by an
+    /// application service's exclusive namespace).
+    Taken,
+    /// The homeserver refuses the localpart as a username.
+    Invalid,
+}
+
+/// Asks the homeserver whether a localpart that no user of ours has is free
+/// there. A user that exists only on the homeserver (not imported yet, or
+/// an application service's) must never be created here: provisioning would
+/// then take over their Matrix account. MAS asks the same before it
+/// registers anyone. `Err`: the homeserver could not be asked; the caller
+/// refuses rather than create the user blind.
+pub async fn homeserver_allows(
+    homeserver: &dyn Homeserver,
+    local: &str,
+) -> Result<HomeserverVerdict, HomeserverError> {
+    match homeserver.is_localpart_available(local).await {
+        Ok(true) => Ok(HomeserverVerdict::Free),
+        Ok(false) => {
+            tracing::info!(localpart = %local, "localpart taken on the homeserver");
+            Ok(HomeserverVerdict::Taken)
+        }
+        Err(HomeserverError::InvalidUsername(reason)) => {
+            tracing::info!(localpart = %local, %reason, "homeserver refuses the localpart");
+            Ok(HomeserverVerdict::Invalid)
+        }
+        Err(e) => {
+            tracing::warn!(localpart = %local, error = %e, "homeserver unavailable for a localpart check");
+            Err(e)
+        }
+    }
+}
+
+/// The message for [`HomeserverVerdict::Invalid`].
+pub const HOMESERVER_REFUSES_USERNAME: &str =
+    "The homeserver does not accept this username. Choose another one.";
 
 /// A password that matched: the user, their stored password, and a new hash
 /// to store when the stored one used an older scheme.
@@ -228,12 +277,15 @@ pub async fn login(
 }
 
 /// Creates a user with a password and opens a browser session for them.
+/// The name must be free here and on the homeserver (asked before the
+/// password is hashed; see [`homeserver_allows`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn register(
     repos: &dyn RepositoryFactory,
     clock: &dyn Clock,
     rng: &mut ChaCha20Rng,
     passwords: &PasswordManager,
+    hs: &dyn Homeserver,
     homeserver: &str,
     username: &str,
     password: Zeroizing<String>,
@@ -250,6 +302,14 @@ pub async fn register(
         if taken {
             return Err(RegisterError::Taken);
         }
+    }
+    match homeserver_allows(hs, &local).await {
+        Ok(HomeserverVerdict::Free) => {}
+        Ok(HomeserverVerdict::Taken) => return Err(RegisterError::Taken),
+        Ok(HomeserverVerdict::Invalid) => {
+            return Err(RegisterError::InvalidUsername(HOMESERVER_REFUSES_USERNAME));
+        }
+        Err(e) => return Err(RegisterError::Homeserver(e)),
     }
     let (version, hash) = passwords.hash(rng, password).await?;
     let mut repo = repos.write().await?;

@@ -18,7 +18,11 @@ use vestibule_domain::{
 };
 use vestibule_storage::{BoxRepository, RepositoryFactory, StorageError};
 
-use super::browser_login::{RegisterError, validate_new_localpart};
+use super::browser_login::{
+    HOMESERVER_REFUSES_USERNAME, HomeserverVerdict, RegisterError, homeserver_allows,
+    validate_new_localpart,
+};
+use crate::homeserver::{Homeserver, HomeserverError};
 
 /// A browser session that now carries an upstream authentication.
 #[derive(Debug)]
@@ -49,6 +53,16 @@ pub enum LinkError {
     /// account already has a link for this provider).
     #[error("the username belongs to an existing account, which was not linked")]
     ExistingAccount { localpart: String },
+    /// The imported (fixed) username is taken on the homeserver by a user
+    /// we do not have (not imported yet, or an application service's), and
+    /// `on_conflict` is `add`, `replace` or `set`: there is no account here
+    /// to link, and creating one would take over the homeserver's user.
+    #[error("the username is taken on the homeserver by a user this service does not have")]
+    HomeserverAccount { localpart: String },
+    /// The homeserver could not be asked whether the username is free;
+    /// nothing is created blind.
+    #[error("the homeserver could not be asked whether the username is free")]
+    Homeserver(#[source] HomeserverError),
     #[error("{0}")]
     InvalidUsername(&'static str),
     #[error(transparent)]
@@ -132,12 +146,18 @@ async fn open_session(
     Ok(session)
 }
 
-/// Signs in the user the link belongs to.
+/// Custom attributes to bring up to date at a sign-in: `Some` sets the
+/// value, `None` removes the attribute.
+pub type AttributeUpdates = BTreeMap<String, Option<String>>;
+
+/// Signs in the user the link belongs to, and brings the attributes the
+/// provider is authoritative for (`force`/`require` imports) up to date.
 pub async fn sign_in(
     repos: &dyn RepositoryFactory,
     clock: &dyn Clock,
     rng: &mut ChaCha20Rng,
     upstream_id: Ulid,
+    attributes: &AttributeUpdates,
     browser: Browser<'_>,
 ) -> Result<Linked, LinkError> {
     let mut repo = repos.write().await?;
@@ -151,6 +171,16 @@ pub async fn sign_in(
     if !user.is_valid() {
         return Err(LinkError::Locked);
     }
+    for (name, value) in attributes {
+        match value {
+            Some(v) => {
+                repo.user_attributes().set(clock, &user, name, v).await?;
+            }
+            None => {
+                repo.user_attributes().remove(&user, name).await?;
+            }
+        }
+    }
     let session = open_session(&mut repo, clock, rng, &user, &link, &up, browser).await?;
     repo.save().await?;
     Ok(Linked {
@@ -160,7 +190,21 @@ pub async fn sign_in(
     })
 }
 
-/// Links the (still unlinked) upstream account to the signed-in user and
+/// Sets custom attributes (imported from the claims) on `user`.
+async fn set_attributes(
+    repo: &mut BoxRepository,
+    clock: &dyn Clock,
+    user: &User,
+    attributes: &BTreeMap<String, String>,
+) -> Result<(), StorageError> {
+    for (name, value) in attributes {
+        repo.user_attributes().set(clock, user, name, value).await?;
+    }
+    Ok(())
+}
+
+/// Links the (still unlinked) upstream account to the signed-in user,
+/// stores the custom attributes imported from the claims on them, and
 /// records the upstream authentication on their current session.
 pub async fn link_to_current(
     repos: &dyn RepositoryFactory,
@@ -168,6 +212,7 @@ pub async fn link_to_current(
     rng: &mut ChaCha20Rng,
     upstream_id: Ulid,
     session_id: Ulid,
+    attributes: &BTreeMap<String, String>,
 ) -> Result<Linked, LinkError> {
     let mut repo = repos.write().await?;
     let (up, link) = consume(&mut repo, clock, upstream_id).await?;
@@ -189,6 +234,7 @@ pub async fn link_to_current(
         return Err(LinkError::Locked);
     }
     let link = associate(&mut repo, link, &user).await?;
+    set_attributes(&mut repo, clock, &user, attributes).await?;
     repo.browser_sessions()
         .authenticate_with_upstream(rng, clock, &session, &link, Some(&up))
         .await?;
@@ -215,13 +261,71 @@ pub struct NewAccount {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// Whether `localpart` can be taken by the account being registered,
+/// before anything is written: `Ok(true)` if a user of ours has it (then
+/// `on_conflict` decides, in [`register`]'s transaction), `Ok(false)` if
+/// it is free here and on the homeserver.
+///
+/// A name that only the homeserver has is treated like one of ours that
+/// cannot be linked: typed → [`LinkError::Taken`]; imported →
+/// [`LinkError::ExistingAccount`] with `on_conflict: fail`, else
+/// [`LinkError::HomeserverAccount`] (there is no account here to link).
+/// An imported name one of ours has with `on_conflict: fail` is
+/// [`LinkError::ExistingAccount`] at once.
+pub async fn check_localpart(
+    repos: &dyn RepositoryFactory,
+    hs: &dyn Homeserver,
+    localpart: &str,
+    imported: bool,
+    on_conflict: OnConflict,
+) -> Result<bool, LinkError> {
+    let conflict = || {
+        if on_conflict == OnConflict::Fail {
+            LinkError::ExistingAccount {
+                localpart: localpart.to_owned(),
+            }
+        } else {
+            LinkError::HomeserverAccount {
+                localpart: localpart.to_owned(),
+            }
+        }
+    };
+    let known = {
+        let mut repo = repos.read().await?;
+        let user = repo.users().find_by_username(localpart).await?;
+        repo.cancel().await?;
+        user.is_some()
+    };
+    if known {
+        return match (imported, on_conflict) {
+            (false, _) => Err(LinkError::Taken),
+            (true, OnConflict::Fail) => Err(conflict()),
+            (true, _) => Ok(true),
+        };
+    }
+    match homeserver_allows(hs, localpart).await {
+        Ok(HomeserverVerdict::Free) => Ok(false),
+        Ok(HomeserverVerdict::Taken) if imported => Err(conflict()),
+        Ok(HomeserverVerdict::Taken) => Err(LinkError::Taken),
+        Ok(HomeserverVerdict::Invalid) => {
+            Err(LinkError::InvalidUsername(HOMESERVER_REFUSES_USERNAME))
+        }
+        Err(e) => Err(LinkError::Homeserver(e)),
+    }
+}
+
 /// Creates the user (or, with `on_conflict` `add`/`replace`/`set` and an
-/// imported localpart, links the existing one), links the upstream account,
-/// schedules provisioning on the homeserver, and signs in.
+/// imported localpart, links the existing one and sets the imported custom
+/// attributes on it), links the upstream account, schedules provisioning on
+/// the homeserver, and signs in. The homeserver is asked first
+/// ([`check_localpart`]), outside the transaction; a refusal consumes
+/// nothing, so the browser may try again.
+#[allow(clippy::too_many_arguments)]
 pub async fn register(
     repos: &dyn RepositoryFactory,
     clock: &dyn Clock,
     rng: &mut ChaCha20Rng,
+    hs: &dyn Homeserver,
     homeserver: &str,
     upstream_id: Ulid,
     account: &NewAccount,
@@ -231,6 +335,14 @@ pub async fn register(
         RegisterError::InvalidUsername(m) => LinkError::InvalidUsername(m),
         _ => LinkError::InvalidUsername("This username is not valid."),
     })?;
+    let known = check_localpart(
+        repos,
+        hs,
+        &account.localpart,
+        account.localpart_imported,
+        account.on_conflict,
+    )
+    .await?;
     let mut repo = repos.write().await?;
     let (up, link) = consume(&mut repo, clock, upstream_id).await?;
     if link.user_id.is_some() {
@@ -238,6 +350,9 @@ pub async fn register(
     }
     let existing = repo.users().find_by_username(&account.localpart).await?;
     let (user, created) = match existing {
+        // Users are never deleted: one of ours that vanished since the
+        // check is a race lost; the browser starts again.
+        None if known => return Err(LinkError::LinkChanged),
         None => {
             let user = repo.users().add(rng, clock, &account.localpart).await?;
             (user, true)
@@ -284,11 +399,7 @@ pub async fn register(
                 tracing::info!(localpart = %user.username, "imported email already in use; not added");
             }
         }
-        for (name, value) in &account.attributes {
-            repo.user_attributes()
-                .set(clock, &user, name, value)
-                .await?;
-        }
+        set_attributes(&mut repo, clock, &user, &account.attributes).await?;
         super::provisioning::schedule_new_user_with_display_name(
             &mut *repo,
             rng,
@@ -297,6 +408,8 @@ pub async fn register(
             account.displayname.as_deref(),
         )
         .await?;
+    } else {
+        set_attributes(&mut repo, clock, &user, &account.attributes).await?;
     }
     let link = associate(&mut repo, link, &user).await?;
     let session = open_session(&mut repo, clock, rng, &user, &link, &up, browser).await?;

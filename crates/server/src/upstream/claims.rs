@@ -306,13 +306,7 @@ pub fn import(
         })?,
         None => None,
     };
-    let mut custom = BTreeMap::new();
-    for (name, c) in &config.custom {
-        custom.insert(
-            name.clone(),
-            import_one(name, c.action, &c.template, claims)?,
-        );
-    }
+    let custom = import_custom(config, claims)?;
     Ok(Imports {
         localpart,
         displayname,
@@ -320,6 +314,40 @@ pub fn import(
         account_name,
         custom,
     })
+}
+
+/// Renders only the custom claims imports (stored as user attributes):
+/// what linking an existing account, or signing in through a link, takes
+/// from the claims. A `require`d one that is missing is an error, as at
+/// registration.
+pub fn import_custom(
+    config: &ClaimsImports,
+    claims: &Claims,
+) -> Result<BTreeMap<String, Imported>, ImportError> {
+    config
+        .custom
+        .iter()
+        .map(|(name, c)| {
+            Ok((
+                name.clone(),
+                import_one(name, c.action, &c.template, claims)?,
+            ))
+        })
+        .collect()
+}
+
+/// The attributes a sign-in through an existing link brings up to date:
+/// those the provider is authoritative for (`force`/`require`), set to the
+/// claim's current value, or removed when a `force`d claim is no longer
+/// sent (a `require`d one that is missing refuses the login before this).
+/// `suggest`ed ones were the user's choice at registration and are left
+/// alone.
+pub fn attribute_updates(custom: &BTreeMap<String, Imported>) -> BTreeMap<String, Option<String>> {
+    custom
+        .iter()
+        .filter(|(_, i)| matches!(i.action, ImportAction::Force | ImportAction::Require))
+        .map(|(name, i)| (name.clone(), i.value.clone()))
+        .collect()
 }
 
 /// The name of the upstream account shown to the user (link offer page,
@@ -737,6 +765,51 @@ mod tests {
             import(&cfg, &alice(), HS).unwrap_err(),
             ImportError::Template { import, .. } if import == "broken"
         ));
+    }
+
+    /// Linking and signing in read only the custom imports: a missing
+    /// `require`d localpart does not matter there, a missing `require`d
+    /// custom claim does; a sign-in updates `force`/`require` ones (a
+    /// `force`d claim no longer sent is removed) and leaves `suggest`ed ones.
+    #[test]
+    fn custom_imports_alone_and_their_sign_in_updates() {
+        let mut cfg = ClaimsImports::default();
+        cfg.localpart.action = ImportAction::Require;
+        let custom = |a: ImportAction, t: &str| CustomClaimImport {
+            action: a,
+            template: t.to_owned(),
+        };
+        cfg.custom.insert(
+            "tenant_id".into(),
+            custom(ImportAction::Require, "{{ user.tenant_id }}"),
+        );
+        cfg.custom.insert(
+            "region".into(),
+            custom(ImportAction::Force, "{{ user.region }}"),
+        );
+        cfg.custom.insert(
+            "team".into(),
+            custom(ImportAction::Suggest, "{{ user.groups[0] }}"),
+        );
+        let no_username = claims(
+            json!({"sub": "u-1", "tenant_id": "acme", "groups": ["staff"]}),
+            None,
+        );
+        assert!(import(&cfg, &no_username, HS).is_err());
+        let c = import_custom(&cfg, &no_username).unwrap();
+        assert_eq!(
+            attribute_updates(&c),
+            BTreeMap::from([
+                ("region".to_owned(), None),
+                ("tenant_id".to_owned(), Some("acme".to_owned())),
+            ])
+        );
+        assert_eq!(
+            import_custom(&cfg, &claims(json!({"sub": "u-1"}), None)).unwrap_err(),
+            ImportError::MissingRequired {
+                claim: "tenant_id".to_owned()
+            }
+        );
     }
 
     #[test]

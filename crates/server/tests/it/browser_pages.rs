@@ -188,11 +188,14 @@ async fn every_template_renders_with_sample_data() {
         ),
         (
             "upstream_link.html",
-            serde_json::json!({"provider_name": "OpenMeet", "action_path": "/upstream/link/S", "current_user_id": "@bob:example.org"}),
+            serde_json::json!({"provider_name": "OpenMeet", "action_path": "/upstream/link/S", "current_user_id": "@bob:example.org",
+                "attributes": [["tenant_id", {"mode": "optional", "value": "acme"}], ["region", {"mode": "fixed", "value": "eu"}]]}),
             &[
                 "Link your OpenMeet account?",
                 "@bob:example.org",
                 "value=\"link\"",
+                "name=\"attr.tenant_id\" value=\"on\" checked",
+                "region: <strong class=\"attribute\">eu</strong>",
             ],
         ),
         (

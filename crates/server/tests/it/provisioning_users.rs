@@ -5,12 +5,14 @@
 use axum::http::StatusCode;
 use vestibule_server::{
     flows::account,
+    homeserver::MockUser,
     jobs::{HomeserverJob, ProvisionUser},
 };
 use vestibule_storage_sql::testing::TestDatabase;
 
 use crate::{
     browser_helpers::{Browser, PASSWORD},
+    compat_support::databases,
     oauth2_support::{GrantOpts, str_of},
     provisioning_support::{Hx, app_with_mock, pending_jobs, run_jobs},
 };
@@ -65,6 +67,62 @@ async fn browser_registration_schedules_provisioning_in_its_transaction() {
     assert_eq!(user.display_name.as_deref(), Some("newbie"));
     assert!(!user.locked);
     t.db.cleanup().await;
+}
+
+/// Password registration asks the homeserver too: a name only the
+/// homeserver has (a user not imported yet, or an application service's)
+/// is "taken", so provisioning never takes over that Matrix account; with
+/// the homeserver unreachable nothing is created and a 503 page says so.
+#[tokio::test]
+async fn registration_refuses_names_only_the_homeserver_has() {
+    for db in databases().await {
+        let (t, hs) = app_with_mock(db, "http://127.0.0.1:8080/", |c| {
+            c.account.password_registration_enabled = true;
+            c.account.password_registration_email_required = false;
+        });
+        hs.insert_user("alice", MockUser::default());
+        let mut b = Browser::new(&t);
+        let csrf = b.get("/register").await.csrf();
+        let users = async || {
+            let mut repo = t.state.repos.read().await.unwrap();
+            let n = repo.users().count().await.unwrap();
+            repo.cancel().await.unwrap();
+            n
+        };
+        let r = b
+            .post(
+                "/register",
+                &[
+                    ("csrf", &csrf),
+                    ("username", "alice"),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert!(r.body.contains("This username is taken."), "{}", r.body);
+        assert_eq!(users().await, 0);
+        assert!(pending_jobs(&t).await.is_empty());
+        assert_eq!(hs.user("alice"), Some(MockUser::default()), "untouched");
+
+        hs.set_down(true);
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("username", "bob"),
+            ("password", PASSWORD),
+        ];
+        let r = b.post("/register", &form).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+        assert!(r.body.contains("no account was created"), "{}", r.body);
+        assert_eq!(users().await, 0);
+        assert!(pending_jobs(&t).await.is_empty());
+
+        hs.set_down(false);
+        let r = b.post("/register", &form).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        assert_eq!(users().await, 1);
+        t.db.cleanup().await;
+    }
 }
 
 /// What `manage lock-user`, `unlock-user`, `deactivate-user` and

@@ -20,7 +20,7 @@ use vestibule_domain::{
     user::User,
 };
 use vestibule_server::{
-    homeserver::MockHomeserver,
+    homeserver::{MockHomeserver, MockUser},
     jobs::HomeserverJob,
     upstream::{PostAuthAction, cookie},
 };
@@ -574,16 +574,36 @@ async fn on_conflict_add_set_replace() {
         let page = b.get(&link_path(id)).await;
         let csrf = page.csrf();
         let r = b
-            .post(&link_path(id), &[("csrf", &csrf), ("action", "register")])
+            .post(
+                &link_path(id),
+                &[
+                    ("csrf", &csrf),
+                    ("action", "register"),
+                    ("attr.tenant_id", "on"),
+                ],
+            )
             .await;
         let ctx = format!("{mode:?} old={with_old_link}");
+        let attributes = || async {
+            let mut repo = u.t.state.repos.read().await.unwrap();
+            let a = repo.user_attributes().all(&alice).await.unwrap();
+            repo.cancel().await.unwrap();
+            a
+        };
         if expect_linked {
             assert_eq!(r.status, StatusCode::SEE_OTHER, "{ctx}: {}", r.body);
             assert_eq!(u.link(link.id).await.user_id, Some(alice.id), "{ctx}");
             assert_eq!(u.signed_in_as(&mut b).await.as_deref(), Some("alice"));
+            // The existing account gets the imported custom attributes.
+            assert_eq!(
+                attributes().await.get("tenant_id").map(String::as_str),
+                Some("acme"),
+                "{ctx}"
+            );
         } else {
             assert_page(&r, StatusCode::CONFLICT, "NOT linked");
             assert_eq!(u.link(link.id).await.user_id, None, "{ctx}");
+            assert!(attributes().await.is_empty(), "{ctx}");
         }
         if let Some(old) = old {
             let kept = u.link(old.id).await.user_id;
@@ -687,6 +707,13 @@ async fn signed_in_user_is_offered_to_link() {
     let page = b.get(&link_path(id)).await;
     assert_page(&page, StatusCode::OK, "Link your OpenMeet account?");
     assert!(page.body.contains("@bob:example.org"), "{}", page.body);
+    // The seed's suggested `tenant_id`, as an opt-out box.
+    assert!(
+        page.body
+            .contains(r#"name="attr.tenant_id" value="on" checked"#),
+        "{}",
+        page.body
+    );
     let csrf = page.csrf();
     let r = b
         .post(&link_path(id), &[("csrf", "wrong"), ("action", "link")])
@@ -700,7 +727,278 @@ async fn signed_in_user_is_offered_to_link() {
     assert_eq!(u.link(link.id).await.user_id, Some(bob.id));
     assert_eq!(u.signed_in_as(&mut b).await.as_deref(), Some("bob"));
     assert!(u.user("alice").await.is_none(), "no account created");
+    // The box was left unticked: the suggested attribute is not stored.
+    let mut repo = u.t.state.repos.read().await.unwrap();
+    assert!(repo.user_attributes().all(&bob).await.unwrap().is_empty());
+    repo.cancel().await.unwrap();
     u.cleanup().await;
+}
+
+async fn attributes_of(u: &Ux, user: &User) -> std::collections::BTreeMap<String, String> {
+    let mut repo = u.t.state.repos.read().await.unwrap();
+    let a = repo.user_attributes().all(user).await.unwrap();
+    repo.cancel().await.unwrap();
+    a
+}
+
+/// Linking an existing account through the offer stores the custom claims
+/// (here the seed's suggested `tenant_id`, its box ticked). A `require`d
+/// custom claim that is missing refuses the link with the same page as at
+/// registration, on the offer and on its POST; nothing is linked or stored.
+#[tokio::test]
+async fn linking_an_existing_account_imports_custom_claims() {
+    for db in databases().await {
+        let u = Ux::on(db, |_| {}).await;
+        let bob = add_user(&u.t.state, "bob", PASSWORD).await;
+        let mut b = u.browser();
+        b.login("bob", PASSWORD, None).await;
+        let (id, link) = u.completed(alice_claims(), None, None).await;
+        u.admit(&mut b, id);
+        let page = b.get(&link_path(id)).await;
+        assert_page(&page, StatusCode::OK, "Link your OpenMeet account?");
+        let csrf = page.csrf();
+        let r = b
+            .post(
+                &link_path(id),
+                &[
+                    ("csrf", &csrf),
+                    ("action", "link"),
+                    ("attr.tenant_id", "on"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        assert_eq!(u.link(link.id).await.user_id, Some(bob.id));
+        assert_eq!(
+            attributes_of(&u, &bob)
+                .await
+                .get("tenant_id")
+                .map(String::as_str),
+            Some("acme")
+        );
+        u.cleanup().await;
+    }
+
+    let u = Ux::new(|p| {
+        p.claims_imports.custom.get_mut("tenant_id").unwrap().action = ImportAction::Require;
+    })
+    .await;
+    let bob = add_user(&u.t.state, "bob", PASSWORD).await;
+    let mut b = u.browser();
+    b.login("bob", PASSWORD, None).await;
+    let mut claims = alice_claims();
+    claims["id_token"]
+        .as_object_mut()
+        .unwrap()
+        .remove("tenant_id");
+    let (id, link) = u.completed(claims, None, None).await;
+    u.admit(&mut b, id);
+    let r = b.get(&link_path(id)).await;
+    assert_page(&r, StatusCode::FORBIDDEN, "did not send `tenant_id`");
+    assert!(
+        r.body.contains("Your OpenMeet account was NOT linked"),
+        "{}",
+        r.body
+    );
+    let csrf = b.get("/login?switch=1").await.csrf();
+    let r = b
+        .post(&link_path(id), &[("csrf", &csrf), ("action", "link")])
+        .await;
+    assert_page(&r, StatusCode::FORBIDDEN, "did not send `tenant_id`");
+    assert_eq!(u.link(link.id).await.user_id, None);
+    assert!(attributes_of(&u, &bob).await.is_empty());
+    u.cleanup().await;
+}
+
+/// On later sign-ins through the link, custom attributes whose import is
+/// `force` or `require` follow the provider (an organisation moving a user
+/// to another tenant must reach policy); `suggest`ed ones stay what the
+/// user chose at registration. The callback's work is done through
+/// storage here; `upstream_login` shows the same through a provider.
+#[tokio::test]
+async fn sign_in_updates_forced_attributes_only() {
+    for action in [
+        ImportAction::Force,
+        ImportAction::Require,
+        ImportAction::Suggest,
+    ] {
+        for db in databases().await {
+            let u = Ux::on(db, |p| {
+                p.claims_imports.custom.get_mut("tenant_id").unwrap().action = action;
+            })
+            .await;
+            let alice = add_user(&u.t.state, "alice", PASSWORD).await;
+            {
+                let mut repo = u.t.state.repos.write().await.unwrap();
+                repo.user_attributes()
+                    .set(u.t.state.clock.as_ref(), &alice, "tenant_id", "acme")
+                    .await
+                    .unwrap();
+                repo.save().await.unwrap();
+            }
+            let mut claims = alice_claims();
+            claims["id_token"]["tenant_id"] = json!("globex");
+            let mut b = u.browser();
+            let (id, _) = u.completed(claims, Some(&alice), None).await;
+            u.admit(&mut b, id);
+            let r = b.get(&link_path(id)).await;
+            assert_eq!(r.status, StatusCode::SEE_OTHER, "{action:?}: {}", r.body);
+            let expected = if action == ImportAction::Suggest {
+                "acme"
+            } else {
+                "globex"
+            };
+            assert_eq!(
+                attributes_of(&u, &alice)
+                    .await
+                    .get("tenant_id")
+                    .map(String::as_str),
+                Some(expected),
+                "{action:?}"
+            );
+            u.cleanup().await;
+        }
+    }
+}
+
+/// `alice` exists only on the homeserver (not imported yet, or in an
+/// application service's namespace): an upstream registration never
+/// creates her here, since provisioning would then take over her Matrix
+/// account. With `on_conflict: fail` it is the usual conflict page; `add`,
+/// `replace` and `set` have no account here to link, and a page says so.
+/// The form's POST is refused the same way; no user, no link, no
+/// provisioning job.
+#[tokio::test]
+async fn homeserver_only_user_is_never_taken_over() {
+    for mode in [
+        OnConflict::Fail,
+        OnConflict::Add,
+        OnConflict::Replace,
+        OnConflict::Set,
+    ] {
+        for db in databases().await {
+            let u = Ux::on(db, |p| p.claims_imports.localpart.on_conflict = mode).await;
+            u.hs.insert_user("alice", MockUser::default());
+            let mut b = u.browser();
+            let (id, link) = u.completed(alice_claims(), None, None).await;
+            u.admit(&mut b, id);
+            let why = if mode == OnConflict::Fail {
+                "belongs to an existing account"
+            } else {
+                "already in use on the homeserver"
+            };
+            let page = b.get(&link_path(id)).await;
+            assert_page(&page, StatusCode::CONFLICT, why);
+            assert!(page.body.contains("NOT linked"), "{mode:?}: {}", page.body);
+            assert!(page.body.contains("@alice:example.org"), "{}", page.body);
+            let csrf = b.get("/login").await.csrf();
+            let r = b
+                .post(
+                    &link_path(id),
+                    &[
+                        ("csrf", &csrf),
+                        ("action", "register"),
+                        ("import_email", "on"),
+                    ],
+                )
+                .await;
+            assert_page(&r, StatusCode::CONFLICT, why);
+            assert_eq!(u.user_count().await, 0, "{mode:?}");
+            assert_eq!(u.link(link.id).await.user_id, None, "{mode:?}");
+            assert!(pending_jobs(&u.t).await.is_empty(), "{mode:?}");
+            assert_eq!(u.signed_in_as(&mut b).await, None);
+            assert!(
+                u.hs.calls()
+                    .iter()
+                    .any(|c| c == "is_localpart_available alice"),
+                "{:?}",
+                u.hs.calls()
+            );
+            assert_eq!(u.hs.user("alice"), Some(MockUser::default()), "untouched");
+            u.cleanup().await;
+        }
+    }
+}
+
+/// A typed (suggested) name only the homeserver has is "taken", as a local
+/// one is; another name works.
+#[tokio::test]
+async fn typed_name_taken_on_the_homeserver_is_taken() {
+    for db in databases().await {
+        let u = Ux::on(db, |p| {
+            p.claims_imports.localpart.action = ImportAction::Suggest;
+        })
+        .await;
+        u.hs.insert_user("alice", MockUser::default());
+        let mut b = u.browser();
+        let (id, _) = u.completed(alice_claims(), None, None).await;
+        u.admit(&mut b, id);
+        let page = b.get(&link_path(id)).await;
+        assert_page(&page, StatusCode::OK, "Create your account");
+        let csrf = page.csrf();
+        let r = b
+            .post(
+                &link_path(id),
+                &[
+                    ("csrf", &csrf),
+                    ("action", "register"),
+                    ("username", "alice"),
+                ],
+            )
+            .await;
+        assert_page(&r, StatusCode::BAD_REQUEST, "This username is taken");
+        assert_eq!(u.user_count().await, 0);
+        assert!(pending_jobs(&u.t).await.is_empty());
+        let r = b
+            .post(
+                &link_path(id),
+                &[
+                    ("csrf", &csrf),
+                    ("action", "register"),
+                    ("username", "alice2"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        assert_eq!(u.signed_in_as(&mut b).await.as_deref(), Some("alice2"));
+        u.cleanup().await;
+    }
+}
+
+/// The homeserver cannot be reached: no account is created blind. The page
+/// and its POST answer 503 (with Retry-After) and say so; nothing is
+/// written, so the same sign-in completes once the homeserver is back.
+#[tokio::test]
+async fn homeserver_down_creates_no_account() {
+    for db in databases().await {
+        let u = Ux::on(db, |_| {}).await;
+        let mut b = u.browser();
+        let (id, link) = u.completed(alice_claims(), None, None).await;
+        u.admit(&mut b, id);
+        let page = b.get(&link_path(id)).await;
+        assert_page(&page, StatusCode::OK, "Create your account");
+        let csrf = page.csrf();
+        u.hs.set_down(true);
+        let r = b.get(&link_path(id)).await;
+        assert_page(&r, StatusCode::SERVICE_UNAVAILABLE, "cannot be reached");
+        assert_eq!(r.header("retry-after"), Some("5"));
+        let form = [("csrf", csrf.as_str()), ("action", "register")];
+        let r = b.post(&link_path(id), &form).await;
+        assert_page(
+            &r,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no account was created",
+        );
+        assert_eq!(u.user_count().await, 0);
+        assert_eq!(u.link(link.id).await.user_id, None);
+        assert!(pending_jobs(&u.t).await.is_empty());
+        assert_eq!(u.signed_in_as(&mut b).await, None);
+        u.hs.set_down(false);
+        let r = b.post(&link_path(id), &form).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        assert_eq!(u.signed_in_as(&mut b).await.as_deref(), Some("alice"));
+        u.cleanup().await;
+    }
 }
 
 /// The link belongs to someone else than the signed-in user: a mismatch
@@ -748,6 +1046,48 @@ async fn locked_user_is_refused() {
     assert_page(&r, StatusCode::FORBIDDEN, "locked or deactivated");
     assert_eq!(u.signed_in_as(&mut b).await, None);
     u.cleanup().await;
+}
+
+/// A deactivated user with a link is refused with a clear page, and no
+/// session is opened (checklist S34).
+#[tokio::test]
+async fn deactivated_user_is_refused() {
+    for db in databases().await {
+        let u = Ux::on(db, |_| {}).await;
+        let alice = add_user(&u.t.state, "alice", PASSWORD).await;
+        {
+            let mut repo = u.t.state.repos.write().await.unwrap();
+            repo.users()
+                .deactivate(u.t.state.clock.as_ref(), alice.clone())
+                .await
+                .unwrap();
+            repo.save().await.unwrap();
+        }
+        let mut b = u.browser();
+        let (id, _) = u.completed(alice_claims(), Some(&alice), None).await;
+        u.admit(&mut b, id);
+        let r = b.get(&link_path(id)).await;
+        assert_page(&r, StatusCode::FORBIDDEN, "locked or deactivated");
+        let session_cookie = vestibule_server::session::session_cookie_name(&u.t.state);
+        assert!(
+            r.set_cookies()
+                .iter()
+                .all(|c| !c.starts_with(&format!("{session_cookie}="))),
+            "{:?}",
+            r.set_cookies()
+        );
+        assert_eq!(u.signed_in_as(&mut b).await, None);
+        let mut repo = u.t.state.repos.read().await.unwrap();
+        assert!(
+            repo.browser_sessions()
+                .list_active_for_user(&alice)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        repo.cancel().await.unwrap();
+        u.cleanup().await;
+    }
 }
 
 /// A session id this browser did not start, or no such session, or one

@@ -436,8 +436,20 @@ async fn tampered_id_tokens_are_refused() {
 /// Starts a login at the fake provider `pid`, lets it sign an ID token
 /// for `sub` (with `extra` claims) and returns our callback's answer.
 async fn fake_login(app: &UpApp, fake: &Fake, pid: &str, sub: &str, extra: &Value) -> Resp {
-    let mut b = app.browser();
-    let url = start(&mut b, pid, "").await;
+    fake_login_in(app, &mut app.browser(), fake, pid, sub, extra).await
+}
+
+/// [`fake_login`] in the browser `b` (which may then go on to the link
+/// page).
+async fn fake_login_in(
+    app: &UpApp,
+    b: &mut Browser,
+    fake: &Fake,
+    pid: &str,
+    sub: &str,
+    extra: &Value,
+) -> Resp {
+    let url = start(b, pid, "").await;
     let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
     let now = app.t.clock.now().timestamp();
     let mut claims = json!({
@@ -455,10 +467,163 @@ async fn fake_login(app: &UpApp, fake: &Fake, pid: &str, sub: &str, extra: &Valu
         ))
         .await;
     if r.status == StatusCode::SEE_OTHER {
-        let id = link_session_id(&b, &r);
+        let id = link_session_id(b, &r);
         assert!(app.session(&id).await.completed_at.is_some());
     }
     r
+}
+
+/// A user's attributes, by username.
+async fn attributes_of(app: &UpApp, username: &str) -> std::collections::BTreeMap<String, String> {
+    let mut repo = app.t.state.repos.read().await.unwrap();
+    let user = repo
+        .users()
+        .find_by_username(username)
+        .await
+        .unwrap()
+        .unwrap();
+    let a = repo.user_attributes().all(&user).await.unwrap();
+    repo.cancel().await.unwrap();
+    a
+}
+
+async fn user_count(app: &UpApp) -> u64 {
+    let mut repo = app.t.state.repos.read().await.unwrap();
+    let n = repo.users().count().await.unwrap();
+    repo.cancel().await.unwrap();
+    n
+}
+
+/// `attribute_requirements` are checked in the callback, before anything
+/// is written: a refused login gets the clear page and leaves no link, no
+/// completed session and no user; one that meets them goes on to the link
+/// page.
+#[tokio::test]
+async fn attribute_requirements_refuse_before_any_link_is_made() {
+    const P: &str = "01JB00000000000000000000E8";
+    let fake = Fake::start().await;
+    for db in databases().await {
+        let app = UpApp::new(
+            db,
+            vec![provider(
+                P,
+                &fake.issuer,
+                "rp",
+                &json!({
+                    "id_token_signed_response_alg": "ES256",
+                    "human_name": "Corp",
+                    "attribute_requirements": [{"attribute": "tenant_id", "value": "acme"}],
+                }),
+            )],
+            None,
+        )
+        .await;
+        let r = fake_login(
+            &app,
+            &fake,
+            P,
+            "eve-sub",
+            &json!({"preferred_username": "eve", "tenant_id": "other"}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert!(
+            r.body
+                .contains("You are not allowed to use this service through Corp"),
+            "{}",
+            r.body
+        );
+        assert!(app.link(P, "eve-sub").await.is_none(), "no link row");
+        assert_eq!(user_count(&app).await, 0);
+
+        let r = fake_login(
+            &app,
+            &fake,
+            P,
+            "eve-sub",
+            &json!({"preferred_username": "eve", "tenant_id": "acme"}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        assert!(app.link(P, "eve-sub").await.is_some());
+        app.cleanup().await;
+    }
+}
+
+/// Custom claims through a provider: registered with `tenant_id`, the
+/// organisation then moves the user to another tenant. With `force` the
+/// next sign-in updates the attribute (and a claim no longer sent removes
+/// it); with `suggest` it stays what the user chose at registration.
+#[tokio::test]
+async fn forced_custom_claims_follow_the_provider_at_each_sign_in() {
+    const P: &str = "01JB00000000000000000000E9";
+    let fake = Fake::start().await;
+    for action in ["force", "suggest"] {
+        for db in databases().await {
+            let app = UpApp::new(
+                db,
+                vec![provider(
+                    P,
+                    &fake.issuer,
+                    "rp",
+                    &json!({
+                        "id_token_signed_response_alg": "ES256",
+                        "claims_imports": {
+                            "localpart": {"action": "require"},
+                            "custom": {"tenant_id": {"action": action, "template": "{{ user.tenant_id }}"}},
+                        },
+                    }),
+                )],
+                None,
+            )
+            .await;
+            let sign_in = |tenant: Option<&'static str>| {
+                let mut claims = json!({"preferred_username": "dana"});
+                if let Some(t) = tenant {
+                    claims["tenant_id"] = json!(t);
+                }
+                claims
+            };
+            let mut b = app.browser();
+            let r = fake_login_in(&app, &mut b, &fake, P, "dana-sub", &sign_in(Some("acme"))).await;
+            let id = link_session_id(&b, &r);
+            let page = b.get(&format!("/upstream/link/{id}")).await;
+            assert_eq!(page.status, StatusCode::OK, "{action}: {}", page.body);
+            let csrf = page.csrf();
+            let r = b
+                .post(
+                    &format!("/upstream/link/{id}"),
+                    &[
+                        ("csrf", csrf.as_str()),
+                        ("action", "register"),
+                        ("attr.tenant_id", "on"),
+                    ],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::SEE_OTHER, "{action}: {}", r.body);
+            assert_eq!(attributes_of(&app, "dana").await["tenant_id"], "acme");
+
+            // Signing in again through the link (a new browser).
+            let again = async |tenant| {
+                let mut b = app.browser();
+                let r = fake_login_in(&app, &mut b, &fake, P, "dana-sub", &sign_in(tenant)).await;
+                let id = link_session_id(&b, &r);
+                let r = b.get(&format!("/upstream/link/{id}")).await;
+                assert_eq!(r.status, StatusCode::SEE_OTHER, "{action}: {}", r.body);
+                attributes_of(&app, "dana").await
+            };
+            let after = again(Some("globex")).await;
+            let expected = if action == "force" { "globex" } else { "acme" };
+            assert_eq!(after["tenant_id"], expected, "{action}");
+            let after = again(None).await;
+            if action == "force" {
+                assert!(!after.contains_key("tenant_id"), "{after:?}");
+            } else {
+                assert_eq!(after["tenant_id"], "acme");
+            }
+            app.cleanup().await;
+        }
+    }
 }
 
 /// Userinfo (OIDC Core §5.3): its `sub` must be the ID token's (§5.3.4);

@@ -15,7 +15,7 @@ use vestibule_domain::{
 use zeroize::Zeroizing;
 
 use super::{
-    PageOpts, check_csrf, internal,
+    PageOpts, check_csrf, error_page, internal,
     login::{PageQuery, load_compat_sso, load_continuation, load_grant, next_path, password_error},
     parse_form, render, see_other, user_agent,
 };
@@ -146,6 +146,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         state.clock.as_ref(),
         &mut rng,
         &state.passwords,
+        state.homeserver.as_ref(),
         &state.config.matrix.homeserver,
         &form.username,
         Zeroizing::new(form.password),
@@ -176,6 +177,14 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         }
         Err(RegisterError::InvalidUsername(m)) => refuse(m),
         Err(RegisterError::Taken) => refuse("This username is taken."),
+        // Logged by `homeserver_allows`.
+        Err(RegisterError::Homeserver(_)) => error_page(
+            &state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The homeserver cannot be reached right now, so no account was created. Try again \
+             in a moment.",
+            None,
+        ),
         Err(RegisterError::Policy(p)) => refuse(&p.to_string()),
         Err(RegisterError::Password(e)) => password_error(&state, &e),
         Err(RegisterError::Storage(e)) => internal(&state, &e),

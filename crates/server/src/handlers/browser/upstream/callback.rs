@@ -5,8 +5,9 @@
 //! The session is found by `state` among the upstream sessions this
 //! browser's cookie lists (RFC 6749 §10.12: a response carried to another
 //! browser leads nowhere). Then the code is exchanged, the ID token (and
-//! userinfo) validated, the (provider, subject) link found or created and
-//! the session completed with the claims; the browser goes on to
+//! userinfo) validated, the provider's `attribute_requirements` checked,
+//! the (provider, subject) link found or created and the session completed
+//! with the claims; the browser goes on to
 //! `/upstream/link/{session}`. Every refusal is an error page and changes
 //! nothing.
 //!
@@ -329,10 +330,17 @@ async fn complete(
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned);
     let claims = claims_json(&id_claims, userinfo.as_ref());
-    let account_name = crate::upstream::claims::human_account_name(
-        &provider.claims_imports,
-        &crate::upstream::claims::Claims::from_session(Some(&claims)),
-    );
+    let parsed = crate::upstream::claims::Claims::from_session(Some(&claims));
+    // The provider's `attribute_requirements`, before anything is written:
+    // a refused user leaves no link and no completed session behind.
+    if crate::upstream::claims::unmet_requirement(&provider.attribute_requirements, &parsed)
+        .is_some()
+    {
+        tracing::info!(provider = %provider.id, "upstream login refused by attribute_requirements");
+        return Err(super::not_allowed(state, provider));
+    }
+    let account_name =
+        crate::upstream::claims::human_account_name(&provider.claims_imports, &parsed);
 
     // One transaction: the link (found by (provider, subject), never by
     // email) and the completed session, or neither.

@@ -10,9 +10,15 @@
 //!   claims imports (or the account is created at once with
 //!   `skip_confirmation` when there is nothing to ask).
 //!
-//! The provider's `attribute_requirements` are checked first, on every
-//! path. Writes are one transaction that consumes the upstream session by
-//! compare-and-set ([`flows::upstream_link`]).
+//! The provider's `attribute_requirements` were checked by the callback
+//! before anything was written; they are checked again here, on every path
+//! (the configuration may have changed in between). Custom claims imports
+//! (user attributes) are stored at registration, when linking an existing
+//! account, and, for `force`/`require` ones, at every sign-in. A new
+//! account's name must be free here and on the homeserver
+//! ([`upstream_link::check_localpart`]). Writes are one transaction that
+//! consumes the upstream session by compare-and-set
+//! ([`flows::upstream_link`]).
 
 use std::collections::BTreeMap;
 
@@ -23,7 +29,7 @@ use axum::{
     response::Response,
 };
 use minijinja::context;
-use vestibule_config::{OnConflict, UpstreamProviderConfig};
+use vestibule_config::UpstreamProviderConfig;
 use vestibule_domain::{
     Ulid,
     browser_session::BrowserSession,
@@ -35,13 +41,14 @@ use super::super::{
     PageOpts, check_csrf, error_page, internal, matrix_id, parse_form, render, see_other,
     user_agent,
 };
+use super::{not_allowed, provider_name};
 use crate::{
     AppState, csrf,
-    flows::upstream_link::{self, Browser, LinkError, Linked, NewAccount},
+    flows::upstream_link::{self, AttributeUpdates, Browser, LinkError, Linked, NewAccount},
     session,
     upstream::{
         PostAuthAction,
-        claims::{self, Claims, ImportError, Imports},
+        claims::{self, Claims, ImportError, Imported, Imports},
         cookie,
     },
 };
@@ -67,13 +74,6 @@ impl Loaded {
         PostAuthAction::from_json(self.upstream.post_auth_action.as_deref())
             .map_or_else(|| "/".to_owned(), |a| a.path())
     }
-}
-
-fn provider_name(p: &UpstreamProviderConfig) -> String {
-    p.human_name
-        .clone()
-        .or_else(|| p.issuer.clone())
-        .unwrap_or_else(|| "your identity provider".to_owned())
 }
 
 fn refuse(state: &AppState, status: StatusCode, message: &str) -> Response {
@@ -141,15 +141,7 @@ async fn load(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Loaded,
     let claims = Claims::from_session(up.claims.as_ref());
     if claims::unmet_requirement(&provider.attribute_requirements, &claims).is_some() {
         tracing::info!(provider = %provider.id, link = %link.id, "upstream login refused by attribute_requirements");
-        return Err(refuse(
-            state,
-            StatusCode::FORBIDDEN,
-            &format!(
-                "You are not allowed to use this service through {}. If you think this is a \
-                 mistake, contact the administrator.",
-                provider_name(&provider)
-            ),
-        ));
+        return Err(not_allowed(state, &provider));
     }
     Ok(Loaded {
         upstream: up,
@@ -167,30 +159,49 @@ fn imports(state: &AppState, l: &Loaded) -> Result<Imports, Response> {
         &l.claims,
         &state.config.matrix.homeserver,
     )
-    .map_err(|e| {
-        let status = match e {
-            ImportError::Template { .. } => {
-                tracing::error!(provider = %l.provider.id, error = %e, "claims import template");
-                StatusCode::INTERNAL_SERVER_ERROR
+    .map_err(|e| import_refusal(state, l, &e, "No account was created."))
+}
+
+/// The custom claims imports alone (linking, signing in); `outcome` says
+/// what did not happen when a `require`d one is missing.
+fn custom_imports(
+    state: &AppState,
+    l: &Loaded,
+    outcome: &str,
+) -> Result<BTreeMap<String, Imported>, Response> {
+    claims::import_custom(&l.provider.claims_imports, &l.claims)
+        .map_err(|e| import_refusal(state, l, &e, outcome))
+}
+
+/// What a sign-in through the link brings up to date.
+fn sign_in_updates(state: &AppState, l: &Loaded) -> Result<AttributeUpdates, Response> {
+    custom_imports(state, l, "You were not signed in.").map(|c| claims::attribute_updates(&c))
+}
+
+/// The page for claims that cannot be imported.
+fn import_refusal(state: &AppState, l: &Loaded, e: &ImportError, outcome: &str) -> Response {
+    let status = match e {
+        ImportError::Template { .. } => {
+            tracing::error!(provider = %l.provider.id, error = %e, "claims import template");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        _ => StatusCode::FORBIDDEN,
+    };
+    let message = match e {
+        ImportError::Template { .. } => {
+            "The sign-in through this identity provider is misconfigured. Contact the \
+             administrator."
+                .to_owned()
+        }
+        other => {
+            let mut m = other.to_string();
+            if let Some(first) = m.get_mut(..1) {
+                first.make_ascii_uppercase();
             }
-            _ => StatusCode::FORBIDDEN,
-        };
-        let message = match &e {
-            ImportError::Template { .. } => {
-                "The sign-in through this identity provider is misconfigured. Contact the \
-                 administrator."
-                    .to_owned()
-            }
-            other => {
-                let mut m = other.to_string();
-                if let Some(first) = m.get_mut(..1) {
-                    first.make_ascii_uppercase();
-                }
-                format!("{m}. No account was created.")
-            }
-        };
-        refuse(state, status, &message)
-    })
+            format!("{m}. {outcome}")
+        }
+    };
+    refuse(state, status, &message)
 }
 
 /// The 303 to what the login continues, with the session cookie (when new)
@@ -227,6 +238,24 @@ fn link_error(state: &AppState, l: &Loaded, e: &LinkError) -> Response {
                 l.provider_name()
             ),
         ),
+        LinkError::HomeserverAccount { localpart } => refuse(
+            state,
+            StatusCode::CONFLICT,
+            &format!(
+                "The username {} is already in use on the homeserver by an account this service \
+                 does not manage (yet). Your {} account was NOT linked to it, and no account was \
+                 created. Contact the administrator.",
+                matrix_id(state, localpart),
+                l.provider_name()
+            ),
+        ),
+        // Logged by `homeserver_allows`.
+        LinkError::Homeserver(_) => refuse(
+            state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The homeserver cannot be reached right now, so no account was created. Try again in \
+             a moment.",
+        ),
         LinkError::Taken | LinkError::InvalidUsername(_) => refuse(
             state,
             StatusCode::BAD_REQUEST,
@@ -234,6 +263,11 @@ fn link_error(state: &AppState, l: &Loaded, e: &LinkError) -> Response {
         ),
         LinkError::Storage(e) => internal(state, e),
     }
+}
+
+/// What did not happen when linking is refused.
+fn not_linked(l: &Loaded) -> String {
+    format!("Your {} account was NOT linked.", l.provider_name())
 }
 
 fn mismatch_page(
@@ -263,7 +297,13 @@ fn link_path(id: Ulid) -> String {
         .replace("{session_id}", &id.to_string())
 }
 
-fn offer_page(state: &AppState, l: &Loaded, csrf: &csrf::CsrfToken, current: &User) -> Response {
+fn offer_page(
+    state: &AppState,
+    l: &Loaded,
+    csrf: &csrf::CsrfToken,
+    current: &User,
+    custom: &BTreeMap<String, Imported>,
+) -> Response {
     render(
         state,
         StatusCode::OK,
@@ -274,9 +314,38 @@ fn offer_page(state: &AppState, l: &Loaded, csrf: &csrf::CsrfToken, current: &Us
             account_name => l.link.human_account_name.clone(),
             current_user_id => matrix_id(state, &current.username),
             action_path => link_path(l.upstream.id),
+            attributes => attribute_fields(custom),
         },
         &PageOpts::default().cookie(csrf.set_cookie.clone()),
     )
+}
+
+/// The custom attributes as form fields: fixed, or opt-out boxes.
+fn attribute_fields(custom: &BTreeMap<String, Imported>) -> Vec<(String, Field)> {
+    custom
+        .iter()
+        .filter_map(|(name, imp)| field(imp, false).map(|f| (name.clone(), f)))
+        .collect()
+}
+
+/// The custom attributes to store: the fixed ones, and the suggested ones
+/// whose box is still ticked.
+fn chosen_attributes(
+    custom: &BTreeMap<String, Imported>,
+    form: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let checked = |k: &str| form.get(k).is_some_and(|v| v == "on" || v == "true");
+    custom
+        .iter()
+        .filter_map(|(name, imp)| {
+            let value = match (imp.fixed(), imp.suggestion()) {
+                (Some(v), _) => v,
+                (None, Some(v)) if checked(&format!("attr.{name}")) => v,
+                _ => return None,
+            };
+            Some((name.clone(), value.to_owned()))
+        })
+        .collect()
 }
 
 /// One field of the registration form.
@@ -287,7 +356,7 @@ struct Field {
     value: Option<String>,
 }
 
-fn field(i: &claims::Imported, editable: bool) -> Option<Field> {
+fn field(i: &Imported, editable: bool) -> Option<Field> {
     if let Some(v) = i.fixed() {
         return Some(Field {
             mode: "fixed",
@@ -321,11 +390,7 @@ fn register_page(
             value: username.or(i.localpart.suggestion()).map(str::to_owned),
         },
     };
-    let attributes: Vec<(String, Field)> = i
-        .custom
-        .iter()
-        .filter_map(|(name, imp)| field(imp, false).map(|f| (name.clone(), f)))
-        .collect();
+    let attributes = attribute_fields(&i.custom);
     render(
         state,
         status,
@@ -365,11 +430,16 @@ pub(super) async fn get(
             mismatch_page(&state, &l, &csrf, current, linked)
         }
         (Some(_), _) => {
+            let updates = match sign_in_updates(&state, &l) {
+                Ok(u) => u,
+                Err(r) => return r,
+            };
             match upstream_link::sign_in(
                 state.repos.as_ref(),
                 state.clock.as_ref(),
                 &mut rng,
                 l.upstream.id,
+                &updates,
                 browser,
             )
             .await
@@ -382,36 +452,30 @@ pub(super) async fn get(
             &state,
             &vestibule_storage::StorageError::InvalidData("link to a missing user".to_owned()),
         ),
-        (None, Some((_, current))) => offer_page(&state, &l, &csrf, current),
+        (None, Some((_, current))) => match custom_imports(&state, &l, &not_linked(&l)) {
+            Ok(custom) => offer_page(&state, &l, &csrf, current, &custom),
+            Err(r) => r,
+        },
         (None, None) => {
             let i = match imports(&state, &l) {
                 Ok(i) => i,
                 Err(r) => return r,
             };
-            // A fixed localpart that belongs to an existing account, with
-            // `on_conflict: fail`, can never succeed: say so now rather than
-            // after the form (the POST checks again in its transaction).
-            if let Some(localpart) = i.localpart.value.as_deref().filter(|_| {
-                i.localpart.is_fixed()
-                    && l.provider.claims_imports.localpart.on_conflict == OnConflict::Fail
-            }) {
-                let taken = match state.repos.read().await {
-                    Ok(mut repo) => repo.users().find_by_username(localpart).await,
-                    Err(e) => Err(e),
-                };
-                match taken {
-                    Ok(Some(_)) => {
-                        return link_error(
-                            &state,
-                            &l,
-                            &LinkError::ExistingAccount {
-                                localpart: localpart.to_owned(),
-                            },
-                        );
-                    }
-                    Ok(None) => {}
-                    Err(e) => return internal(&state, &e),
-                }
+            // A fixed localpart that belongs to an existing account (with
+            // `on_conflict: fail`), or to a user only the homeserver has,
+            // can never succeed: say so now rather than after the form (the
+            // POST checks again).
+            if let Some(localpart) = i.localpart.fixed()
+                && let Err(e) = upstream_link::check_localpart(
+                    state.repos.as_ref(),
+                    state.homeserver.as_ref(),
+                    localpart,
+                    true,
+                    l.provider.claims_imports.localpart.on_conflict,
+                )
+                .await
+            {
+                return link_error(&state, &l, &e);
             }
             if l.provider.claims_imports.skip_confirmation && i.nothing_to_ask() {
                 let account = new_account(&l, &i, &BTreeMap::new());
@@ -464,17 +528,7 @@ fn new_account(
         (None, Some(v)) if checked("import_email") => Some(v.to_owned()),
         _ => None,
     };
-    let mut attributes = BTreeMap::new();
-    for (name, imp) in &i.custom {
-        let value = match (imp.fixed(), imp.suggestion()) {
-            (Some(v), _) => Some(v),
-            (None, Some(v)) if checked(&format!("attr.{name}")) => Some(v),
-            _ => None,
-        };
-        if let Some(v) = value {
-            attributes.insert(name.clone(), v.to_owned());
-        }
-    }
+    let attributes = chosen_attributes(&i.custom, form);
     Ok(NewAccount {
         localpart,
         localpart_imported,
@@ -512,6 +566,7 @@ async fn register(
         state.repos.as_ref(),
         state.clock.as_ref(),
         &mut rng,
+        state.homeserver.as_ref(),
         &state.config.matrix.homeserver,
         l.upstream.id,
         account,
@@ -567,11 +622,16 @@ pub(super) async fn post(
     match (action, &l.link_user, &l.current) {
         // Mismatch page: an explicit choice to continue as the link's user.
         ("continue", Some(_), _) => {
+            let updates = match sign_in_updates(&state, &l) {
+                Ok(u) => u,
+                Err(r) => return r,
+            };
             match upstream_link::sign_in(
                 state.repos.as_ref(),
                 state.clock.as_ref(),
                 &mut rng,
                 l.upstream.id,
+                &updates,
                 browser,
             )
             .await
@@ -581,12 +641,17 @@ pub(super) async fn post(
             }
         }
         ("link", None, Some((session, _))) if l.link.user_id.is_none() => {
+            let custom = match custom_imports(&state, &l, &not_linked(&l)) {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
             match upstream_link::link_to_current(
                 state.repos.as_ref(),
                 state.clock.as_ref(),
                 &mut rng,
                 l.upstream.id,
                 session.id,
+                &chosen_attributes(&custom, &form),
             )
             .await
             {
