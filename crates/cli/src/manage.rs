@@ -1,4 +1,5 @@
-//! `vestibule manage …`: operator commands on users.
+//! `vestibule manage …`: operator commands on users (and on the stored
+//! upstream providers).
 //!
 //! They load the config like the server (`-c FILE`, or the zero-config data
 //! directory), apply pending migrations, and hash passwords with the same
@@ -12,7 +13,7 @@ use std::{
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use rand::rngs::OsRng;
-use vestibule_domain::{SystemClock, user::User};
+use vestibule_domain::{SystemClock, Ulid, user::User};
 use vestibule_server::{
     flows::{account, provisioning},
     passwords::{PasswordManager, check_new_password},
@@ -92,6 +93,21 @@ pub enum ManageCommand {
         /// Print what would change and write nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Confirm that an upstream provider's IdP moved to another issuer.
+    ///
+    /// Accounts are linked to (issuer, subject): when a provider's
+    /// `issuer` in the config changes while accounts are linked through
+    /// it, the server refuses to start, since another IdP's subjects would
+    /// sign in to those accounts. When it is the same IdP under a new
+    /// issuer (same subjects, same people), this stores the new issuer so
+    /// that the config and the database agree again.
+    #[command(verbatim_doc_comment)]
+    SetUpstreamIssuer {
+        /// The provider's `id` (`upstream_oauth2.providers[].id`).
+        provider_id: String,
+        /// The new issuer, as in the config.
+        issuer: String,
     },
     /// End every session of a user or of all users.
     ///
@@ -306,6 +322,10 @@ async fn execute(
             format,
             dry_run,
         } => crate::import::run(cfg, repos, &file, format, dry_run).await?,
+        ManageCommand::SetUpstreamIssuer {
+            provider_id,
+            issuer,
+        } => set_upstream_issuer(repos, cfg, &provider_id, &issuer).await?,
     }
     Ok(())
 }
@@ -324,6 +344,53 @@ async fn set_admin(
         println!("{} may now request admin access", mxid(username));
     } else {
         println!("{} may no longer request admin access", mxid(username));
+    }
+    Ok(())
+}
+
+async fn set_upstream_issuer(
+    repos: &dyn RepositoryFactory,
+    cfg: &vestibule_config::Config,
+    provider_id: &str,
+    issuer: &str,
+) -> anyhow::Result<()> {
+    let id = Ulid::from_string(&provider_id.to_uppercase())
+        .with_context(|| format!("`{provider_id}` is not a provider id (a ULID)"))?;
+    anyhow::ensure!(!issuer.trim().is_empty(), "the issuer is empty");
+    let mut repo = repos.write().await?;
+    let Some(stored) = repo.upstream_providers().lookup(id).await? else {
+        bail!(
+            "no upstream provider {id} in the database (providers are stored when the server \
+             starts with them in the config)"
+        );
+    };
+    let before = stored.issuer.as_deref().unwrap_or("(none)").to_owned();
+    if stored.issuer.as_deref() == Some(issuer) {
+        repo.cancel().await?;
+        println!("Provider {id} already has the issuer {issuer}");
+    } else {
+        let linked = repo.upstream_providers().count_linked_accounts(id).await?;
+        repo.upstream_providers()
+            .set_issuer(id, Some(issuer))
+            .await?;
+        repo.save().await?;
+        println!(
+            "Provider {id}: issuer {before} -> {issuer}; its {linked} linked account(s) now \
+             sign in through {issuer}"
+        );
+    }
+    let configured = cfg
+        .upstream_oauth2
+        .providers
+        .iter()
+        .find(|p| Ulid::from_string(&p.id.to_uppercase()).ok() == Some(id))
+        .and_then(|p| p.issuer.as_deref());
+    if configured.is_some_and(|c| c != issuer) {
+        eprintln!(
+            "note: the config gives this provider the issuer {}; the server starts only once \
+             the two agree",
+            configured.unwrap_or_default()
+        );
     }
     Ok(())
 }

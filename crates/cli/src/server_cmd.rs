@@ -93,9 +93,10 @@ pub async fn run(config: &[PathBuf], data_dir: &Path, args: ServerArgs) -> anyho
     println!("Issuer:    {}", state.urls.issuer());
     println!("Discovery: {}", state.urls.absolute::<OidcConfiguration>());
     println!("JWKS:      {}", state.urls.absolute::<Jwks>());
+    // Before `Ready`: a SIGTERM from then on is a clean stop.
+    let shutdown = vestibule_server::listeners::shutdown_signal();
     println!("Ready");
 
-    let shutdown = vestibule_server::listeners::shutdown_signal();
     // Homeserver jobs (provisioning, device sync) run next to the listeners
     // and stop with them.
     let worker = vestibule_server::jobs::JobWorker::from_state(

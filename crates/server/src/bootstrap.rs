@@ -231,6 +231,7 @@ pub async fn sync_upstream_providers(
     for (i, p) in cfg.upstream_oauth2.providers.iter().enumerate() {
         let id = Ulid::from_string(&p.id.to_uppercase())
             .map_err(|e| config_err(format!("upstream_oauth2.providers[{i}].id"), e))?;
+        check_issuer_unchanged(repo, i, id, p.issuer.as_deref()).await?;
         repo.upstream_providers()
             .upsert(
                 clock,
@@ -248,6 +249,45 @@ pub async fn sync_upstream_providers(
         .disable_all_except(clock, &keep)
         .await?;
     Ok(keep)
+}
+
+/// An account is the (issuer, subject) pair, but links are stored per
+/// provider id: a provider whose configured `issuer` differs from the
+/// stored one while accounts are linked through it would let the new
+/// issuer's subjects sign in to the old issuer's accounts (S33). Startup
+/// refuses that until the operator confirms the move with
+/// `manage set-upstream-issuer`; without linked accounts the new issuer is
+/// simply stored.
+async fn check_issuer_unchanged(
+    repo: &mut BoxRepository,
+    index: usize,
+    id: Ulid,
+    configured: Option<&str>,
+) -> Result<(), BootstrapError> {
+    let Some(stored) = repo.upstream_providers().lookup(id).await? else {
+        return Ok(());
+    };
+    if stored.issuer.as_deref() == configured {
+        return Ok(());
+    }
+    let linked = repo.upstream_providers().count_linked_accounts(id).await?;
+    if linked == 0 {
+        return Ok(());
+    }
+    let shown = |i: Option<&str>| i.map_or_else(|| "(none)".to_owned(), |i| format!("`{i}`"));
+    Err(config_err(
+        format!("upstream_oauth2.providers[{index}].issuer"),
+        format!(
+            "provider {id} was configured with issuer {} and {linked} account(s) are linked \
+             to its subjects; the configured issuer {} is another identity provider whose \
+             subjects would sign in to those accounts. Restore the issuer, or give the \
+             provider a new id; if the same IdP really moved (same subjects, same people), \
+             confirm with `vestibule manage set-upstream-issuer {id} {}`",
+            shown(stored.issuer.as_deref()),
+            shown(configured),
+            configured.unwrap_or("ISSUER"),
+        ),
+    ))
 }
 
 /// `rand` wants a sized `CryptoRng`; this adapts the `dyn RngCore` we pass

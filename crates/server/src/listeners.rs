@@ -224,26 +224,36 @@ pub async fn serve(
     Ok(())
 }
 
-/// A watch channel that flips on SIGTERM or Ctrl-C.
+/// A watch channel that flips on SIGTERM or Ctrl-C. The handlers are
+/// registered before this returns, so a signal sent as soon as the caller
+/// reports readiness stops the server cleanly instead of killing it (the
+/// default action) before a spawned task got to register them.
 pub fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
+    #[cfg(unix)]
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
+    };
     tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
+        {
+            let recv = async |s: &mut Option<tokio::signal::unix::Signal>| match s {
+                Some(s) => {
                     s.recv().await;
                 }
-                Err(_) => std::future::pending::<()>().await,
+                None => std::future::pending::<()>().await,
+            };
+            tokio::select! {
+                () = recv(&mut term) => {},
+                () = recv(&mut int) => {},
             }
-        };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
-        tokio::select! {
-            _ = ctrl_c => {},
-            () = term => {},
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = tx.send(true);
     });

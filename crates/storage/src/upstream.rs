@@ -31,6 +31,18 @@ pub trait UpstreamProviderRepository: Send {
         keep: &[Ulid],
     ) -> Result<u64, StorageError>;
     async fn all_enabled(&mut self) -> Result<Vec<UpstreamProvider>, StorageError>;
+    /// How many links of the provider belong to a user (the accounts that
+    /// sign in through it). Links of abandoned logins are not counted.
+    async fn count_linked_accounts(&mut self, id: Ulid) -> Result<u64, StorageError>;
+    /// Sets the provider's stored issuer, and nothing else: the operator's
+    /// confirmation that the IdP moved and its subjects stay the same
+    /// people (`manage set-upstream-issuer`). `None` when there is no
+    /// such provider.
+    async fn set_issuer(
+        &mut self,
+        id: Ulid,
+        issuer: Option<&str>,
+    ) -> Result<Option<UpstreamProvider>, StorageError>;
     /// Records that `provider` sent a logout token with `jti`, remembered
     /// until `expires_at` (the token's `exp`): OpenID Connect Back-Channel
     /// Logout 1.0 §2.6 item 10 (refuse a `jti` already seen). Compare-and-

@@ -1,4 +1,5 @@
-//! `vestibule manage import-users` and `manage kill-sessions` end to end, on
+//! `vestibule manage import-users`, `manage kill-sessions` and `manage
+//! set-upstream-issuer` end to end, on
 //! SQLite and PostgreSQL: the real binary against a fresh database, checked
 //! through the storage traits; the homeserver jobs they schedule are run by
 //! the job worker against the in-memory homeserver.
@@ -17,7 +18,7 @@ use vestibule_storage::{BoxRepository, RepositoryFactory as _, oauth2::ClientPar
 use vestibule_storage_sql::{SqlStorage, testing::TestDatabase};
 
 use crate::support::{
-    CmdOutput, free_port, generate_config, read_yaml, run, vestibule, write_yaml,
+    CmdOutput, Server, free_port, generate_config, read_yaml, run, vestibule, write_yaml,
 };
 
 /// The configured upstream provider.
@@ -766,4 +767,89 @@ fn kill_sessions_sqlite() {
 #[test]
 fn kill_sessions_postgres() {
     kill_sessions_story(true);
+}
+
+/// The provider's `issuer` changed in the config while an account is
+/// linked through it (S33): `server` refuses to start, naming the key and
+/// the way out; `manage set-upstream-issuer` confirms the move (refusing
+/// unknown providers), after which the server starts and the link is
+/// still the user's.
+fn issuer_change_story(postgres: bool) {
+    const NEW_ISSUER: &str = "https://login.example.net/";
+    let Some(env) = Env::new(postgres) else {
+        return;
+    };
+    let file = env.write(
+        "linked.csv",
+        &format!("localpart,provider_id,subject\nalice,{PROVIDER},a-1\n"),
+    );
+    env.import(&file, &[]).assert_success();
+    let mut doc = read_yaml(&env.config);
+    doc["upstream_oauth2"]["providers"][0]["issuer"] = NEW_ISSUER.into();
+    write_yaml(&env.config, &doc);
+    let server = || {
+        let mut cmd = vestibule();
+        cmd.arg("-c").arg(&env.config).arg("server");
+        cmd
+    };
+
+    let out = Server::spawn(server()).wait_startup_failure();
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("upstream_oauth2.providers[0].issuer"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("1 account(s) are linked"), "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "vestibule manage set-upstream-issuer {PROVIDER} {NEW_ISSUER}"
+        )),
+        "{out}"
+    );
+
+    let out = env.manage(&["set-upstream-issuer", OTHER_PROVIDER, NEW_ISSUER]);
+    out.assert_failure();
+    assert!(out.stderr.contains("no upstream provider"), "{out}");
+    let out = env.manage(&["set-upstream-issuer", "not-an-id", NEW_ISSUER]);
+    out.assert_failure();
+    assert!(out.stderr.contains("not a provider id"), "{out}");
+    let issuer = || {
+        env.read(async |repo| provider(repo).await.issuer)
+            .expect("an issuer")
+    };
+    assert_eq!(issuer(), "https://idp.example.org/", "nothing changed yet");
+
+    let out = env.manage(&["set-upstream-issuer", PROVIDER, NEW_ISSUER]);
+    out.assert_success();
+    assert!(
+        out.stdout
+            .contains("its 1 linked account(s) now sign in through"),
+        "{out}"
+    );
+    assert!(
+        !out.stderr.contains("note:"),
+        "config and database agree: {out}"
+    );
+    assert_eq!(issuer(), NEW_ISSUER);
+    Server::start(server()).stop();
+    env.read(async |repo| {
+        let p = provider(repo).await;
+        let link = repo
+            .upstream_links()
+            .find_by_subject(&p, "a-1")
+            .await
+            .expect("query")
+            .expect("the link");
+        assert_eq!(link.user_id, Some(user(repo, "alice").await.id));
+    });
+}
+
+#[test]
+fn issuer_change_sqlite() {
+    issuer_change_story(false);
+}
+
+#[test]
+fn issuer_change_postgres() {
+    issuer_change_story(true);
 }

@@ -28,6 +28,7 @@ mod provisioning_users;
 mod registration;
 mod upstream_authorize;
 mod upstream_backchannel;
+mod upstream_identity;
 mod upstream_link;
 mod upstream_login;
 mod upstream_support;

@@ -513,3 +513,61 @@ async fn with_a_subject_template_only_sid_finds_sessions() {
     assert!(browser_session(&app, bs).await.finished_at.is_some());
     app.cleanup().await;
 }
+
+/// `on_backchannel_logout: do_nothing`: a valid logout token naming
+/// Carol's `sub` and provider session is answered 200 as MAS answers it,
+/// and ends nothing (browser and legacy sessions stay, no device leaves
+/// the homeserver); an invalid one is still refused (§2.6).
+#[tokio::test]
+async fn do_nothing_accepts_a_valid_logout_token_and_ends_nothing() {
+    let fake = Fake::start().await;
+    let app = UpApp::new(
+        sqlite().await,
+        vec![provider(
+            FAKE,
+            &fake.issuer,
+            "rp",
+            &json!({
+                "id_token_signed_response_alg": "ES256",
+                "on_backchannel_logout": "do_nothing",
+            }),
+        )],
+        None,
+    )
+    .await;
+    let sessions = carol_sessions(&app, &fake, &["op-sid-1"]).await;
+    let now = app.t.clock.now().timestamp();
+    let claims = json!({
+        "iss": fake.issuer, "aud": "rp", "iat": now, "exp": now + 120,
+        "jti": "j-nothing", "sub": "carol-sub", "sid": "op-sid-1",
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+    });
+    let mut wrong_aud = claims.clone();
+    wrong_aud["aud"] = json!("someone-else");
+    let (status, body) = post_token(&app, Some(&fake.sign_logout(&wrong_aud))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_request");
+
+    let (status, body) = post_token(&app, Some(&fake.sign_logout(&claims))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (bs, compat) = &sessions[0];
+    assert!(browser_session(&app, bs.id).await.finished_at.is_none());
+    let mut repo = app.t.state.repos.read().await.unwrap();
+    let compat = repo
+        .compat_sessions()
+        .lookup(compat.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(compat.finished_at.is_none());
+    drop(repo);
+    assert!(
+        app.hs
+            .calls()
+            .iter()
+            .all(|c| !c.starts_with("delete_device")),
+        "{:?}",
+        app.hs.calls()
+    );
+    app.cleanup().await;
+}

@@ -146,11 +146,22 @@ pub struct UpApp {
 
 impl UpApp {
     pub async fn new(db: TestDatabase, providers: Vec<Value>, keystore: Option<Keystore>) -> Self {
+        Self::with(db, providers, keystore, |_| {}).await
+    }
+
+    /// Like [`UpApp::new`], with a chance to change the rest of the config.
+    pub async fn with(
+        db: TestDatabase,
+        providers: Vec<Value>,
+        keystore: Option<Keystore>,
+        change: impl FnOnce(&mut vestibule_config::Config),
+    ) -> Self {
         let mut t = TestApp::with(db, BASE, |c| {
             c.upstream_oauth2.providers = providers
                 .into_iter()
                 .map(|p| serde_json::from_value(p).unwrap())
                 .collect();
+            change(c);
         });
         let hs = Arc::new(MockHomeserver::new("example.org"));
         t.state.homeserver = hs.clone();
@@ -429,6 +440,9 @@ pub struct Fake {
     pub userinfo: Arc<Mutex<Value>>,
     /// Keys published besides the fake's own (key rotation).
     pub extra_jwks: Arc<Mutex<Vec<Value>>>,
+    /// Changes to the discovery document: a member set here replaces the
+    /// default one; `null` removes it.
+    pub discovery_overrides: Arc<Mutex<serde_json::Map<String, Value>>>,
 }
 
 impl Fake {
@@ -445,6 +459,7 @@ impl Fake {
             last_request: Arc::new(Mutex::new(None)),
             userinfo: Arc::new(Mutex::new(json!({}))),
             extra_jwks: Arc::new(Mutex::new(Vec::new())),
+            discovery_overrides: Arc::new(Mutex::new(serde_json::Map::new())),
         };
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -481,7 +496,7 @@ impl Fake {
 }
 
 async fn discovery(State(f): State<Fake>) -> Json<Value> {
-    Json(json!({
+    let mut doc = json!({
         "issuer": f.issuer,
         "authorization_endpoint": format!("{}/auth", f.issuer),
         "token_endpoint": format!("{}/token", f.issuer),
@@ -490,7 +505,16 @@ async fn discovery(State(f): State<Fake>) -> Json<Value> {
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "id_token_signing_alg_values_supported": ["ES256"],
-    }))
+    });
+    let members = doc.as_object_mut().unwrap();
+    for (k, v) in f.discovery_overrides.lock().unwrap().iter() {
+        if v.is_null() {
+            members.remove(k);
+        } else {
+            members.insert(k.clone(), v.clone());
+        }
+    }
+    Json(doc)
 }
 
 async fn jwks(State(f): State<Fake>) -> Json<Value> {

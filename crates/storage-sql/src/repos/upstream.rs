@@ -16,7 +16,9 @@ use vestibule_storage::{
 };
 
 use super::repo_struct;
-use crate::conn::{DbResult, execute, expect_cas, from_ms, ms, opt_from_ms, opt_ulid, run, ulid};
+use crate::conn::{
+    DbResult, execute, expect_cas, from_ms, ms, opt_from_ms, opt_ulid, run, to_u64, ulid,
+};
 
 repo_struct!(
     SqlUpstreamProviderRepository,
@@ -130,6 +132,35 @@ impl UpstreamProviderRepository for SqlUpstreamProviderRepository<'_> {
         let rows: Vec<ProviderRow> =
             run!(self.conn, |c| sqlx::query_as(&sql).fetch_all(c).await).db()?;
         rows.into_iter().map(UpstreamProvider::try_from).collect()
+    }
+
+    async fn count_linked_accounts(&mut self, id: Ulid) -> Result<u64, StorageError> {
+        let n: i64 = run!(self.conn, |c| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM upstream_links \
+             WHERE provider_id = $1 AND user_id IS NOT NULL"
+        )
+        .bind(id.to_string())
+        .fetch_one(c)
+        .await)
+        .db()?;
+        Ok(to_u64(n))
+    }
+
+    async fn set_issuer(
+        &mut self,
+        id: Ulid,
+        issuer: Option<&str>,
+    ) -> Result<Option<UpstreamProvider>, StorageError> {
+        let sql = format!(
+            "UPDATE upstream_providers SET issuer = $1 WHERE id = $2 RETURNING {PROVIDER_COLUMNS}"
+        );
+        let row: Option<ProviderRow> = run!(self.conn, |c| sqlx::query_as(&sql)
+            .bind(issuer)
+            .bind(id.to_string())
+            .fetch_optional(c)
+            .await)
+        .db()?;
+        row.map(UpstreamProvider::try_from).transpose()
     }
 
     async fn record_logout_jti(

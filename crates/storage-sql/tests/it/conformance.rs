@@ -75,6 +75,7 @@ stories! {
     (upstream__upstream_logout_lookup, "upstream::upstream_logout_lookup"),
     (upstream__upstream_logout_jti_is_single_use, "upstream::upstream_logout_jti_is_single_use"),
     (upstream__upstream_sessions_are_purged, "upstream::upstream_sessions_are_purged"),
+    (upstream__upstream_issuer_and_linked_accounts, "upstream::upstream_issuer_and_linked_accounts"),
     (jobs__job_queue, "jobs::job_queue"),
     (client_assertions__jti_is_single_use, "client_assertions::jti_is_single_use"),
     (oauth2_tokens__access_token_scope, "oauth2_tokens::access_token_scope"),

@@ -73,6 +73,7 @@ stories! {
     upstream::upstream_logout_lookup,
     upstream::upstream_logout_jti_is_single_use,
     upstream::upstream_sessions_are_purged,
+    upstream::upstream_issuer_and_linked_accounts,
     users::user_attributes,
     jobs::job_queue,
     client_assertions::jti_is_single_use,

@@ -735,3 +735,113 @@ async fn add_session(
         .await
         .unwrap()
 }
+
+/// Linked accounts are counted per provider (links without a user are
+/// not), and `set_issuer` changes the stored issuer alone.
+pub async fn upstream_issuer_and_linked_accounts(f: &dyn RepositoryFactory) {
+    let mut ctx = Ctx::default();
+    let corp_id = new_id(&ctx.clock, &mut ctx.rng);
+    let other_id = new_id(&ctx.clock, &mut ctx.rng);
+    let mut repo = f.write().await.unwrap();
+    let corp = repo
+        .upstream_providers()
+        .upsert(&ctx.clock, corp_id, params("corp"))
+        .await
+        .unwrap();
+    let other = repo
+        .upstream_providers()
+        .upsert(&ctx.clock, other_id, params("other"))
+        .await
+        .unwrap();
+    assert_eq!(
+        repo.upstream_providers()
+            .count_linked_accounts(corp_id)
+            .await
+            .unwrap(),
+        0
+    );
+    let alice = repo
+        .users()
+        .add(&mut ctx.rng, &ctx.clock, "alice")
+        .await
+        .unwrap();
+    let link = repo
+        .upstream_links()
+        .add(&mut ctx.rng, &ctx.clock, &corp, "sub-a", None)
+        .await
+        .unwrap();
+    repo.upstream_links()
+        .add(&mut ctx.rng, &ctx.clock, &corp, "sub-abandoned", None)
+        .await
+        .unwrap();
+    repo.upstream_links()
+        .add(&mut ctx.rng, &ctx.clock, &other, "sub-a", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        repo.upstream_providers()
+            .count_linked_accounts(corp_id)
+            .await
+            .unwrap(),
+        0,
+        "links without a user are no accounts"
+    );
+    repo.upstream_links()
+        .associate_to_user(link, &alice)
+        .await
+        .unwrap();
+    repo.save().await.unwrap();
+
+    let mut repo = f.write().await.unwrap();
+    assert_eq!(
+        repo.upstream_providers()
+            .count_linked_accounts(corp_id)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        repo.upstream_providers()
+            .count_linked_accounts(other_id)
+            .await
+            .unwrap(),
+        0,
+        "counted per provider"
+    );
+    let moved = repo
+        .upstream_providers()
+        .set_issuer(corp_id, Some("https://new-corp.example.com/"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        moved.issuer.as_deref(),
+        Some("https://new-corp.example.com/")
+    );
+    assert_eq!(moved.human_name, corp.human_name);
+    assert_eq!(moved.created_at, corp.created_at);
+    assert!(
+        repo.upstream_providers()
+            .set_issuer(new_id(&ctx.clock, &mut ctx.rng), Some("https://x.example/"))
+            .await
+            .unwrap()
+            .is_none(),
+        "an unknown provider"
+    );
+    repo.save().await.unwrap();
+    let mut repo = f.read().await.unwrap();
+    assert_eq!(
+        repo.upstream_providers().lookup(corp_id).await.unwrap(),
+        Some(moved)
+    );
+    assert_eq!(
+        repo.upstream_providers()
+            .lookup(other_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .issuer,
+        other.issuer,
+        "the other provider keeps its issuer"
+    );
+}

@@ -10,7 +10,9 @@ use axum::{
     response::Response,
 };
 use serde::Deserialize;
+use vestibule_config::UpstreamProviderConfig;
 use vestibule_domain::Ulid;
+use vestibule_storage::{BoxRepository, StorageError};
 
 use crate::{
     AppState,
@@ -29,7 +31,6 @@ struct Query {
     grant: Option<String>,
     compat_sso: Option<String>,
     next: Option<String>,
-    login_hint: Option<String>,
 }
 
 /// What the login continues: a grant or a legacy SSO login by id, or an
@@ -46,6 +47,28 @@ fn post_auth_action(q: &Query) -> Option<PostAuthAction> {
         .as_deref()
         .and_then(return_path)
         .map(|path| PostAuthAction::Account { path })
+}
+
+/// The `login_hint` the Matrix client gave the grant this login continues,
+/// passed on as given (e.g. MSC4198's `mxid:@user:server`) when the
+/// provider has `forward_login_hint`, as MAS does; the provider reads it as
+/// it sees fit (OIDC Core §3.1.2.1). Nothing for other continuations.
+async fn forwarded_login_hint(
+    provider: &UpstreamProviderConfig,
+    repo: &mut BoxRepository,
+    q: &Query,
+) -> Result<Option<String>, StorageError> {
+    if !provider.forward_login_hint {
+        return Ok(None);
+    }
+    let Some(PostAuthAction::ContinueGrant { id }) = post_auth_action(q) else {
+        return Ok(None);
+    };
+    Ok(repo
+        .oauth2_grants()
+        .lookup(id)
+        .await?
+        .and_then(|g| g.login_hint))
 }
 
 pub(super) async fn get(
@@ -105,6 +128,10 @@ pub(super) async fn get(
         Ok(_) => return not_found(),
         Err(e) => return internal(&state, &e),
     };
+    let login_hint = match forwarded_login_hint(provider, &mut repo, &q).await {
+        Ok(h) => h,
+        Err(e) => return internal(&state, &e),
+    };
     let session = match repo
         .upstream_sessions()
         .add(
@@ -134,7 +161,7 @@ pub(super) async fn get(
             state: &st,
             nonce: &nonce,
             code_verifier: verifier.as_deref(),
-            login_hint: q.login_hint.as_deref(),
+            login_hint: login_hint.as_deref(),
         },
     );
     let mut opts = PageOpts::default();
