@@ -138,7 +138,6 @@ impl RateLimiter {
         result.map(|_| ())
     }
 
-
     /// Keys currently held (for tests of the memory bound).
     pub fn len(&self) -> usize {
         self.cells
@@ -209,7 +208,11 @@ impl RateLimits {
     }
 
     /// A self-service registration from `requester`.
-    pub fn check_registration(&self, clock: &dyn Clock, requester: Requester) -> Result<(), Limited> {
+    pub fn check_registration(
+        &self,
+        clock: &dyn Clock,
+        requester: Requester,
+    ) -> Result<(), Limited> {
         self.registration
             .check_at(&requester.limit_key(), clock.now().timestamp_millis())
     }

@@ -64,7 +64,8 @@ impl Cidr {
                     == masked(u128::from(u32::from(ip)), 32, self.prefix)
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                masked(u128::from(net), 128, self.prefix) == masked(u128::from(ip), 128, self.prefix)
+                masked(u128::from(net), 128, self.prefix)
+                    == masked(u128::from(ip), 128, self.prefix)
             }
             _ => false,
         }
@@ -146,11 +147,7 @@ pub enum Requester {
 
 impl Requester {
     /// The requester of a request with these extensions and headers.
-    pub fn of(
-        proxies: &TrustedProxies,
-        extensions: &Extensions,
-        headers: &HeaderMap,
-    ) -> Self {
+    pub fn of(proxies: &TrustedProxies, extensions: &Extensions, headers: &HeaderMap) -> Self {
         let peer = extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip());
@@ -238,7 +235,11 @@ mod tests {
         assert!(TrustedProxies::parse(&["0.0.0.0/0"]).contains(ip("8.8.8.8")));
         assert!(!TrustedProxies::parse(&["0.0.0.0/0"]).contains(ip("2001:db8::1")));
         assert!(TrustedProxies::parse(&["::ffff:10.0.0.0/104"]).contains(ip("10.9.9.9")));
-        assert!(TrustedProxies::parse(&["banana", "10.0.0.0/33"]).0.is_empty());
+        assert!(
+            TrustedProxies::parse(&["banana", "10.0.0.0/33"])
+                .0
+                .is_empty()
+        );
     }
 
     #[test]

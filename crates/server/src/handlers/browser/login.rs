@@ -433,10 +433,7 @@ pub async fn post(
 
 /// What a page says to someone who tried too often.
 pub(super) fn limited_message(limited: Limited) -> String {
-    format!(
-        "Too many attempts. Try again in {}.",
-        limited.human()
-    )
+    format!("Too many attempts. Try again in {}.", limited.human())
 }
 
 /// A page answering a refused attempt: 429 with `Retry-After` (RFC 6585
