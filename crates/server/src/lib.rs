@@ -17,6 +17,8 @@ pub mod id_token;
 pub mod jobs;
 pub mod listeners;
 pub mod passwords;
+pub mod rate_limit;
+pub mod requester;
 pub mod routes;
 pub mod session;
 pub mod state;

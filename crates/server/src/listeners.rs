@@ -209,6 +209,9 @@ pub async fn serve(
                 }
                 #[cfg(unix)]
                 Socket::Unix(listener, _) => {
+                    // Only local processes reach a UNIX socket: the reverse
+                    // proxy, whose `X-Forwarded-For` is believed.
+                    let app = app.layer(axum::Extension(crate::requester::UnixPeer));
                     tasks.spawn(async move {
                         axum::serve(listener, app)
                             .with_graceful_shutdown(signal)

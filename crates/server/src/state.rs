@@ -14,6 +14,8 @@ use crate::{
     cached::CachedJson,
     homeserver::Homeserver,
     passwords::PasswordManager,
+    rate_limit::RateLimits,
+    requester::TrustedProxies,
     routes::{Authorize, Jwks, UrlBuilder},
     templates::Templates,
 };
@@ -72,6 +74,10 @@ pub struct AppState {
     /// The HTTP client of upstream logins, with the providers' metadata
     /// and keys cached.
     pub upstream: Arc<crate::upstream::client::UpstreamClient>,
+    /// `http.trusted_proxies`, parsed: whose `X-Forwarded-For` to believe.
+    pub trusted_proxies: Arc<TrustedProxies>,
+    /// The `rate_limiting` limiters (in memory, per process).
+    pub limits: Arc<RateLimits>,
 }
 
 impl AppState {
@@ -97,6 +103,8 @@ impl AppState {
             PasswordManager::disabled()
         });
         let templates = Arc::new(Templates::new(&urls, config.templates.path.clone()));
+        let trusted_proxies = Arc::new(TrustedProxies::parse(&config.http.trusted_proxies));
+        let limits = Arc::new(RateLimits::from_config(&config.rate_limiting));
         Ok(Self {
             repos,
             clock,
@@ -112,6 +120,8 @@ impl AppState {
             templates,
             homeserver,
             upstream: Arc::new(upstream),
+            trusted_proxies,
+            limits,
         })
     }
 }

@@ -3,9 +3,10 @@
 //! Password hashing runs outside any database transaction (on SQLite a
 //! write transaction holds the database lock): read, verify, then write.
 //!
-//! Rate limiting is not implemented yet (checklist S37): the bounded hashing
-//! pool caps the CPU an attacker can burn, but there is no per-account or
-//! per-IP backoff.
+//! Every password check passes the `rate_limiting.login` limiters first
+//! (per IP, then per account; checklist S37), and registration the
+//! `rate_limiting.registration` one, before any hashing. The bounded
+//! hashing pool then caps the CPU whatever gets through.
 
 use rand_chacha::ChaCha20Rng;
 use vestibule_domain::{
@@ -19,7 +20,17 @@ use zeroize::Zeroizing;
 use crate::{
     homeserver::{Homeserver, HomeserverError},
     passwords::{PasswordError, PasswordManager, PasswordPolicyError, check_new_password},
+    rate_limit::{Limited, RateLimits},
+    requester::Requester,
 };
+
+/// The limiters an attempt goes through, and who is attempting.
+#[derive(Clone, Copy)]
+pub struct Attempt<'a> {
+    pub limits: &'a RateLimits,
+    pub clock: &'a dyn Clock,
+    pub requester: Requester,
+}
 
 /// A successful login or registration: a NEW browser session (the id is
 /// never reused across logins: session fixation, ASVS 3.2.1 / S21).
@@ -38,6 +49,9 @@ pub enum LoginError {
     /// The password was right but the account is locked or deactivated.
     #[error("the account is locked or deactivated")]
     Locked,
+    /// Too many attempts: try again later (nothing was checked).
+    #[error("too many attempts")]
+    Limited(Limited),
     #[error(transparent)]
     Password(#[from] PasswordError),
     #[error(transparent)]
@@ -54,6 +68,9 @@ pub enum RegisterError {
     /// user is created (never blind: see [`homeserver_allows`]).
     #[error("the homeserver could not be asked whether the username is free")]
     Homeserver(#[source] HomeserverError),
+    /// Too many registrations from this address: try again later.
+    #[error("too many registrations")]
+    Limited(Limited),
     #[error(transparent)]
     Policy(#[from] PasswordPolicyError),
     #[error(transparent)]
@@ -157,6 +174,9 @@ pub struct CheckedPassword {
 /// Why a password could not be checked (as opposed to being wrong).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
+    /// Refused by a rate limit before anything was looked up or hashed.
+    #[error("too many attempts")]
+    Limited(Limited),
     #[error(transparent)]
     Password(#[from] PasswordError),
     #[error(transparent)]
@@ -166,6 +186,7 @@ pub enum CheckError {
 impl From<CheckError> for LoginError {
     fn from(e: CheckError) -> Self {
         match e {
+            CheckError::Limited(l) => Self::Limited(l),
             CheckError::Password(e) => Self::Password(e),
             CheckError::Storage(e) => Self::Storage(e),
         }
@@ -180,6 +201,10 @@ impl From<CheckError> for LoginError {
 /// same time and give the same answer, `Ok(None)` (ASVS 6.3.8, S38). The
 /// account's state (locked, deactivated) is the caller's to check, and only
 /// after this succeeded, so guessing does not reveal it.
+///
+/// First of all, the attempt passes the login limiters: per IP, then per
+/// account (the normalised localpart, whether or not it exists), so no
+/// pathway gets more guesses than another (S37).
 pub async fn check_password(
     repos: &dyn RepositoryFactory,
     rng: &mut ChaCha20Rng,
@@ -187,8 +212,14 @@ pub async fn check_password(
     homeserver: &str,
     username: &str,
     password: Zeroizing<String>,
+    attempt: Attempt<'_>,
 ) -> Result<Option<CheckedPassword>, CheckError> {
-    let found = match localpart_of(username, homeserver) {
+    let localpart = localpart_of(username, homeserver);
+    attempt
+        .limits
+        .check_password(attempt.clock, attempt.requester, localpart.as_deref())
+        .map_err(CheckError::Limited)?;
+    let found = match localpart {
         None => None,
         Some(local) => {
             let mut repo = repos.read().await?;
@@ -229,7 +260,7 @@ pub async fn check_password(
 #[allow(clippy::too_many_arguments)]
 pub async fn login(
     repos: &dyn RepositoryFactory,
-    clock: &dyn Clock,
+    attempt: Attempt<'_>,
     rng: &mut ChaCha20Rng,
     passwords: &PasswordManager,
     homeserver: &str,
@@ -242,10 +273,14 @@ pub async fn login(
         user,
         stored,
         upgrade,
-    }) = check_password(repos, rng, passwords, homeserver, username, password).await?
+    }) = check_password(
+        repos, rng, passwords, homeserver, username, password, attempt,
+    )
+    .await?
     else {
         return Err(LoginError::InvalidCredentials);
     };
+    let clock = attempt.clock;
     // Only once the password is right: guessing does not reveal the lock.
     if !user.is_valid() {
         return Err(LoginError::Locked);
@@ -276,13 +311,14 @@ pub async fn login(
     Ok(LoggedIn { session, user })
 }
 
-/// Creates a user with a password and opens a browser session for them.
-/// The name must be free here and on the homeserver (asked before the
-/// password is hashed; see [`homeserver_allows`]).
+/// Creates a user with a password and opens a browser session for them,
+/// within the `registration` limit of the requester. The name must be free
+/// here and on the homeserver (asked before the password is hashed; see
+/// [`homeserver_allows`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn register(
     repos: &dyn RepositoryFactory,
-    clock: &dyn Clock,
+    attempt: Attempt<'_>,
     rng: &mut ChaCha20Rng,
     passwords: &PasswordManager,
     hs: &dyn Homeserver,
@@ -295,6 +331,13 @@ pub async fn register(
     let local = username.trim().to_owned();
     validate_new_localpart(&local, homeserver)?;
     check_new_password(&password)?;
+    // Limited after the local checks (a typo costs nothing) and before the
+    // lookup (which tells whether a name exists) and the hash.
+    let clock = attempt.clock;
+    attempt
+        .limits
+        .check_registration(clock, attempt.requester)
+        .map_err(RegisterError::Limited)?;
     {
         let mut repo = repos.read().await?;
         let taken = repo.users().find_by_username(&local).await?.is_some();

@@ -28,11 +28,13 @@ use vestibule_domain::{
 use vestibule_storage::{BoxRepository, RepositoryFactory, StorageError};
 use zeroize::Zeroizing;
 
-use super::browser_login::{CheckError, CheckedPassword, check_password};
+use super::browser_login::{Attempt, CheckError, CheckedPassword, check_password};
 use crate::{
     homeserver::{DeviceOutcome, Homeserver, HomeserverError},
     jobs,
     passwords::{PasswordError, PasswordManager},
+    rate_limit::{Limited, RateLimits},
+    requester::Requester,
 };
 
 /// How long after the user approved it a `loginToken` may be exchanged
@@ -121,6 +123,9 @@ pub enum CompatLoginError {
     InvalidDeviceId,
     #[error("password login is disabled")]
     PasswordsDisabled,
+    /// Too many attempts (the browser login's limiters): try again later.
+    #[error("too many attempts")]
+    Limited(Limited),
     /// The device could not be created on the homeserver.
     #[error("the homeserver could not create the device: {0}")]
     Homeserver(HomeserverError),
@@ -133,6 +138,7 @@ pub enum CompatLoginError {
 impl From<CheckError> for CompatLoginError {
     fn from(e: CheckError) -> Self {
         match e {
+            CheckError::Limited(l) => Self::Limited(l),
             CheckError::Password(e) => Self::Password(e),
             CheckError::Storage(e) => Self::Storage(e),
         }
@@ -186,6 +192,8 @@ pub async fn password_login(
     env: &CompatEnv<'_>,
     rng: &mut ChaCha20Rng,
     passwords: &PasswordManager,
+    limits: &RateLimits,
+    requester: Requester,
     username: &str,
     password: Zeroizing<String>,
     device: DeviceRequest,
@@ -206,6 +214,11 @@ pub async fn password_login(
         env.homeserver.server_name(),
         username,
         password,
+        Attempt {
+            limits,
+            clock: env.clock,
+            requester,
+        },
     )
     .await?
     else {

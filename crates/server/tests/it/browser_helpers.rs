@@ -72,6 +72,8 @@ pub struct Browser {
     pub jar: BTreeMap<String, String>,
     /// The public base, stripped from absolute Locations.
     base: String,
+    /// The TCP peer its requests come from (none: unknown, as `oneshot`).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Browser {
@@ -85,6 +87,7 @@ impl Browser {
             app,
             jar: BTreeMap::new(),
             base,
+            peer: None,
         }
     }
 
@@ -108,6 +111,9 @@ impl Browser {
         if !self.jar.is_empty() {
             req.headers_mut()
                 .insert(header::COOKIE, self.cookie_header().parse().unwrap());
+        }
+        if let Some(peer) = self.peer {
+            crate::harness::from_peer(&mut req, peer);
         }
         let res = send(&self.app, req).await;
         let status = res.status();

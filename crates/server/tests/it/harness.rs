@@ -41,6 +41,7 @@ impl TestApp {
         let mut config = vestibule_config::Config::default();
         config.http.public_base = public_base.parse().expect("url");
         "example.org".clone_into(&mut config.matrix.homeserver);
+        relax_rate_limits(&mut config);
         configure(&mut config);
         let clock = Arc::new(MockClock::default());
         let state = AppState::new(
@@ -62,6 +63,34 @@ impl TestApp {
             prefix,
         )
     }
+}
+
+/// Tests sign in many times from one (unknown) address: the limiters get
+/// room enough never to interfere. The defaults (MAS's) stay as they are;
+/// the rate limiting tests set their own limits after this.
+pub fn relax_rate_limits(config: &mut vestibule_config::Config) {
+    let roomy = vestibule_config::RateLimiterConfig {
+        burst: 1_000_000,
+        per_second: 1_000.0,
+    };
+    let r = &mut config.rate_limiting;
+    r.login.per_ip = roomy;
+    r.login.per_account = roomy;
+    r.registration = roomy;
+    r.device_code_link = roomy;
+    r.account_recovery.per_ip = roomy;
+    r.account_recovery.per_address = roomy;
+    r.email_authentication.per_ip = roomy;
+    r.email_authentication.per_address = roomy;
+    r.email_authentication.emails_per_session = roomy;
+    r.email_authentication.attempt_per_session = roomy;
+}
+
+/// Marks a request as coming from `peer`, as the listeners do
+/// (`into_make_service_with_connect_info`).
+pub fn from_peer(req: &mut Request<Body>, peer: std::net::SocketAddr) {
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
 }
 
 pub async fn send(app: &Router, req: Request<Body>) -> Response {

@@ -25,6 +25,7 @@ mod provisioning_devices;
 mod provisioning_support;
 mod provisioning_synapse;
 mod provisioning_users;
+mod rate_limiting;
 mod registration;
 mod upstream_authorize;
 mod upstream_backchannel;

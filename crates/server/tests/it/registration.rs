@@ -98,6 +98,7 @@ fn state_on(db: &TestDatabase, policy_data: Value) -> AppState {
     config.http.public_base = "https://auth.example.org/".parse().unwrap();
     "example.org".clone_into(&mut config.matrix.homeserver);
     config.policy.data = policy_data;
+    crate::harness::relax_rate_limits(&mut config);
     AppState::new(
         Arc::new(db.storage.clone()),
         Arc::new(MockClock::default()),

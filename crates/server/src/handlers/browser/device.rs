@@ -24,8 +24,9 @@ use vestibule_domain::{
 use vestibule_storage::{BoxRepository, StorageError};
 
 use super::{
-    PageOpts, check_csrf, client_context, device_consent_path, internal, matrix_id, parse_form,
-    render, see_other,
+    PageOpts, check_csrf, client_context, device_consent_path, internal,
+    login::{limited_message, limited_page},
+    matrix_id, parse_form, render, see_other,
 };
 use crate::{
     AppState, csrf,
@@ -34,6 +35,7 @@ use crate::{
         authorize,
         device_code::{self, display_user_code, normalise_user_code},
     },
+    requester::Requester,
     routes::{self, Route},
     session,
 };
@@ -91,8 +93,31 @@ async fn pending_by_user_code(
 }
 
 /// Looks the code up and continues to its approval page, or shows the
-/// entry page again with an error.
-async fn continue_with_code(state: &AppState, headers: &HeaderMap, code: &str) -> Response {
+/// entry page again with an error. Every lookup, from the form or from
+/// `verification_uri_complete`, passes the `device_code_link` limit of the
+/// requester first: user codes are short enough to guess at scale (RFC 8628
+/// §5.1 asks for rate limiting).
+async fn continue_with_code(
+    state: &AppState,
+    requester: Requester,
+    headers: &HeaderMap,
+    code: &str,
+) -> Response {
+    if let Err(limited) = state
+        .limits
+        .check_device_code_link(state.clock.as_ref(), requester)
+    {
+        return limited_page(
+            link_page(
+                state,
+                headers,
+                StatusCode::TOO_MANY_REQUESTS,
+                code,
+                Some(&limited_message(limited)),
+            ),
+            limited,
+        );
+    }
     match pending_by_user_code(state, code).await {
         Ok(Some(grant)) => see_other(state, &device_consent_path(grant.id), &PageOpts::default()),
         Ok(None) => link_page(
@@ -109,18 +134,24 @@ async fn continue_with_code(state: &AppState, headers: &HeaderMap, code: &str) -
 /// `GET /link` and `GET /link?code=XXXX-XXXX` (`verification_uri_complete`).
 pub async fn link_get(
     State(state): State<AppState>,
+    requester: Requester,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let q: LinkQuery = parse_unique(query.unwrap_or_default().as_bytes()).unwrap_or_default();
     match q.code.as_deref().filter(|c| !c.trim().is_empty()) {
-        Some(code) => continue_with_code(&state, &headers, code).await,
+        Some(code) => continue_with_code(&state, requester, &headers, code).await,
         None => link_page(&state, &headers, StatusCode::OK, "", None),
     }
 }
 
 /// `POST /link`: the typed code (CSRF-checked).
-pub async fn link_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn link_post(
+    State(state): State<AppState>,
+    requester: Requester,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form: LinkForm = match parse_form(&state, &headers, &body) {
         Ok(f) => f,
         Err(r) => return r,
@@ -128,7 +159,7 @@ pub async fn link_post(State(state): State<AppState>, headers: HeaderMap, body: 
     if let Err(r) = check_csrf(&state, &headers, form.csrf.as_deref()) {
         return r;
     }
-    continue_with_code(&state, &headers, &form.code).await
+    continue_with_code(&state, requester, &headers, &form.code).await
 }
 
 /// A finished page: "you can go back to your device", or why not.

@@ -22,8 +22,10 @@ use super::{
 use crate::{
     AppState, csrf,
     extract::parse_unique,
-    flows::browser_login::{self, LoginError, localpart_of},
+    flows::browser_login::{self, Attempt, LoginError, localpart_of},
     passwords::PasswordError,
+    rate_limit::Limited,
+    requester::Requester,
     routes::{self, Route},
     session,
 };
@@ -333,7 +335,12 @@ pub async fn get(
     )
 }
 
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    requester: Requester,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form: LoginForm = match parse_form(&state, &headers, &body) {
         Ok(f) => f,
         Err(r) => return r,
@@ -361,9 +368,14 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         );
     }
     let mut rng = state.rng.rng();
+    let attempt = Attempt {
+        limits: &state.limits,
+        clock: state.clock.as_ref(),
+        requester,
+    };
     let result = browser_login::login(
         state.repos.as_ref(),
-        state.clock.as_ref(),
+        attempt,
         &mut rng,
         &state.passwords,
         &state.config.matrix.homeserver,
@@ -393,6 +405,21 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             &form.username,
             Some("Wrong username or password."),
         ),
+        // The form again, with when to retry; whatever the sign-in
+        // continues (grant, SSO login, next) is kept in its hidden fields.
+        Err(LoginError::Limited(limited)) => limited_page(
+            login_page(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                &csrf,
+                grant.as_ref(),
+                compat.as_ref(),
+                next.as_deref(),
+                &form.username,
+                Some(&limited_message(limited)),
+            ),
+            limited,
+        ),
         Err(LoginError::Locked) => error_page(
             &state,
             StatusCode::FORBIDDEN,
@@ -402,6 +429,20 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Err(LoginError::Password(e)) => password_error(&state, &e),
         Err(LoginError::Storage(e)) => internal(&state, &e),
     }
+}
+
+/// What a page says to someone who tried too often.
+pub(super) fn limited_message(limited: Limited) -> String {
+    format!("Too many attempts. Try again in {}.", limited.human())
+}
+
+/// A page answering a refused attempt: 429 with `Retry-After` (RFC 6585
+/// §4, RFC 9110 §10.2.3).
+pub(super) fn limited_page(mut page: Response, limited: Limited) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&limited.retry_after_secs().to_string()) {
+        page.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    page
 }
 
 /// A hashing failure: 503 when the pool is saturated (retry later).

@@ -16,12 +16,16 @@ use zeroize::Zeroizing;
 
 use super::{
     PageOpts, check_csrf, error_page, internal,
-    login::{PageQuery, load_compat_sso, load_continuation, load_grant, next_path, password_error},
+    login::{
+        PageQuery, limited_message, limited_page, load_compat_sso, load_continuation, load_grant,
+        next_path, password_error,
+    },
     parse_form, render, see_other, user_agent,
 };
 use crate::{
     AppState, csrf,
-    flows::browser_login::{self, RegisterError},
+    flows::browser_login::{self, Attempt, RegisterError},
+    requester::Requester,
     session,
 };
 
@@ -113,7 +117,12 @@ pub async fn get(
     )
 }
 
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    requester: Requester,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form: RegisterForm = match parse_form(&state, &headers, &body) {
         Ok(f) => f,
         Err(r) => return r,
@@ -141,9 +150,14 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         );
     }
     let mut rng = state.rng.rng();
+    let attempt = Attempt {
+        limits: &state.limits,
+        clock: state.clock.as_ref(),
+        requester,
+    };
     let result = browser_login::register(
         state.repos.as_ref(),
-        state.clock.as_ref(),
+        attempt,
         &mut rng,
         &state.passwords,
         state.homeserver.as_ref(),
@@ -184,6 +198,19 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             "The homeserver cannot be reached right now, so no account was created. Try again \
              in a moment.",
             None,
+        ),
+        Err(RegisterError::Limited(limited)) => limited_page(
+            register_page(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                &csrf,
+                grant.as_ref(),
+                compat.as_ref(),
+                next.as_deref(),
+                &form.username,
+                Some(&limited_message(limited)),
+            ),
+            limited,
         ),
         Err(RegisterError::Policy(p)) => refuse(&p.to_string()),
         Err(RegisterError::Password(e)) => password_error(&state, &e),

@@ -16,6 +16,7 @@ use crate::{
     flows::compat::{self, CompatLoginError, DeviceRequest},
     homeserver::HomeserverError,
     passwords::PasswordError,
+    requester::Requester,
 };
 
 /// How long a client should wait when the password pool is saturated.
@@ -82,6 +83,16 @@ impl From<CompatLoginError> for MatrixError {
                     )
                 }
             }
+            // Matrix spec, "Rate limiting": 429 `M_LIMIT_EXCEEDED` with
+            // `retry_after_ms` (and `Retry-After`, set by `MatrixError`).
+            CompatLoginError::Limited(l) => MatrixError {
+                retry_after_ms: Some(l.retry_after_ms),
+                ..MatrixError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "M_LIMIT_EXCEEDED",
+                    "Too many login attempts, try again later",
+                )
+            },
             CompatLoginError::PasswordsDisabled
             | CompatLoginError::Password(PasswordError::Disabled) => MatrixError::new(
                 StatusCode::BAD_REQUEST,
@@ -130,6 +141,7 @@ fn unrecognized_login(what: &str) -> MatrixError {
 
 pub async fn post(
     State(state): State<AppState>,
+    requester: Requester,
     Path(version): Path<String>,
     body: Bytes,
 ) -> Result<Response, MatrixError> {
@@ -158,6 +170,8 @@ pub async fn post(
                 &env,
                 &mut rng,
                 &state.passwords,
+                &state.limits,
+                requester,
                 &user,
                 Zeroizing::new(password),
                 device,
