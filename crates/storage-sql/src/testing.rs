@@ -35,7 +35,13 @@ pub struct TestDatabase {
 
 enum Cleanup {
     Sqlite(tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    /// A second pool on another test's database ([`TestDatabase::reopen`]):
+    /// the owner removes the database.
+    PoolOnly,
 }
 
 /// Is PostgreSQL required for this run?
@@ -104,6 +110,25 @@ impl TestDatabase {
         }))
     }
 
+    /// A second, independent pool on the same database (the same SQLite file
+    /// or PostgreSQL database), as a second instance of the server opens it
+    /// at startup: its own connections and, on SQLite, its own writer queue.
+    /// Migrating is a no-op here, as for a replica starting after the first.
+    /// Its [`cleanup`](Self::cleanup) only closes the pool; clean up this one
+    /// before the original.
+    pub async fn reopen(&self) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let storage = SqlStorage::connect(&self.url, &PoolSettings::default()).await?;
+        let applied = storage.migrate().await?;
+        if !applied.is_empty() {
+            return Err(format!("a reopened database applied migrations {applied:?}").into());
+        }
+        Ok(Self {
+            url: self.url.clone(),
+            storage,
+            cleanup: Cleanup::PoolOnly,
+        })
+    }
+
     /// Closes the pool and removes the database.
     pub async fn cleanup(self) {
         self.storage.close().await;
@@ -119,6 +144,7 @@ impl TestDatabase {
                     let _ = admin.close().await;
                 }
             }
+            Cleanup::PoolOnly => {}
         }
     }
 }

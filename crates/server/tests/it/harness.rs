@@ -57,6 +57,32 @@ impl TestApp {
         Self { state, db, clock }
     }
 
+    /// A second instance of the same deployment on `db` (a second pool on
+    /// this app's database, [`TestDatabase::reopen`]): the same config,
+    /// signing key, encryption secret (so the same token MAC key), clock and
+    /// homeserver, but its own state: pools, caches, limiters, and its own rng (`seed`
+    /// must differ from this app's 42, or both would mint the same ids and
+    /// tokens, which OS randomness never does).
+    pub fn twin(&self, db: TestDatabase, seed: u64) -> Self {
+        assert_ne!(seed, 42, "the twin needs its own randomness");
+        let state = AppState::new(
+            Arc::new(db.storage.clone()),
+            self.clock.clone(),
+            RngSource::seeded(seed),
+            (*self.state.keystore).clone(),
+            self.state.encrypter.clone(),
+            (*self.state.config).clone(),
+            // One homeserver behind both instances.
+            self.state.homeserver.clone(),
+        )
+        .expect("state");
+        Self {
+            state,
+            db,
+            clock: self.clock.clone(),
+        }
+    }
+
     pub fn router(&self, resources: &Resources, prefix: Option<&str>) -> Router {
         vestibule_server::with_prefix(
             vestibule_server::router(self.state.clone(), resources),
