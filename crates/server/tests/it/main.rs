@@ -27,6 +27,7 @@ mod provisioning_synapse;
 mod provisioning_users;
 mod rate_limiting;
 mod registration;
+mod two_instances;
 mod upstream_authorize;
 mod upstream_backchannel;
 mod upstream_identity;
