@@ -19,6 +19,10 @@
 //   password             when set, the login form requires it; otherwise any
 //                        password is accepted (devInteractions)
 //   pkceRequired         default true
+//   callbackFragment     when set (e.g. "_=_", as Facebook-style providers
+//                        do), appended as a fragment to every redirect to
+//                        one of the clients' redirect_uris (the
+//                        authorization response) whose Location has none
 //
 // Scopes: `profile` carries preferred_username, name, tenant_id; `email`
 // carries email, email_verified. Back-channel logout is enabled.
@@ -44,6 +48,7 @@ const raw = process.argv[2] ?? process.env.IDP_CONFIG ?? '{}';
 const config = JSON.parse(raw);
 const users = config.users ?? [];
 const password = config.password;
+const redirectUris = (config.clients ?? []).flatMap((c) => c.redirect_uris ?? []);
 
 function findUser(id) {
   return users.find((u) => u.sub === id) ?? users.find((u) => u.preferred_username === id);
@@ -117,6 +122,14 @@ provider.use(async (ctx, next) => {
     ctx.req.body = Object.fromEntries(body);
   }
   await next();
+  // A provider that decorates its authorization response with a fragment
+  // of its own: the test of RFC 9700 §4.1.3 (our redirects must not carry
+  // it on to the Matrix client).
+  const location = ctx.response.get('location');
+  if (config.callbackFragment !== undefined && location && !location.includes('#')
+      && redirectUris.some((u) => location.startsWith(u))) {
+    ctx.response.set('location', `${location}#${config.callbackFragment}`);
+  }
 });
 
 function readForm(req) {

@@ -11,6 +11,9 @@
 //   localpart as an IdP user is not taken over (on_conflict: fail);
 // - claims only at userinfo: imported with fetch_userinfo, and without it the
 //   required localpart is missing → refused, nothing created;
+// - an IdP that puts its own fragment (`#_=_`) on its authorization
+//   response: it never reaches the client's redirect_uri (S18), whether
+//   through our consent form, a redirect-only refusal, or `prompt=none`;
 // - back-channel logout from the IdP (logout_all) ends our sessions and the
 //   device on Synapse;
 // - `manage import-users` on 10 000 rows, idempotent, invalid rows by line,
@@ -74,7 +77,7 @@ function seedUpstreamYaml(issuer, addLines = []) {
 const callbackUri = (port) => `http://127.0.0.1:${port}/upstream/callback/${PROVIDER_ID}`;
 
 /** The IdP with the seed's client `mas_client` registered for our callback. */
-function idpConfig(vestibulePort, { idTokenClaims = true, backchannel = false } = {}) {
+function idpConfig(vestibulePort, { idTokenClaims = true, backchannel = false, callbackFragment } = {}) {
   const client = {
     client_id: 'mas_client',
     client_secret: CLIENT_SECRET,
@@ -84,7 +87,7 @@ function idpConfig(vestibulePort, { idTokenClaims = true, backchannel = false } 
     client.backchannel_logout_uri = `http://127.0.0.1:${vestibulePort}/upstream/backchannel-logout/${PROVIDER_ID}`;
     client.backchannel_logout_session_required = true;
   }
-  return { clients: [client], users: Object.values(USERS), idTokenClaims, password: IDP_PASSWORD };
+  return { clients: [client], users: Object.values(USERS), idTokenClaims, password: IDP_PASSWORD, callbackFragment };
 }
 
 /**
@@ -102,9 +105,9 @@ async function startUpstreamStack(opts = {}) {
   }
 }
 
-async function startUpstreamStackOnce({ engine = 'sqlite', synapse = true, idTokenClaims = true, backchannel = false, addLines = [] } = {}) {
+async function startUpstreamStackOnce({ engine = 'sqlite', synapse = true, idTokenClaims = true, backchannel = false, callbackFragment, addLines = [] } = {}) {
   const vestibulePort = await freePort();
-  const idp = await startIdp(idpConfig(vestibulePort, { idTokenClaims, backchannel }));
+  const idp = await startIdp(idpConfig(vestibulePort, { idTokenClaims, backchannel, callbackFragment }));
   const opts = { engine, extraYaml: seedUpstreamYaml(idp.issuer, addLines), env: { OPENMEET_CLIENT_SECRET: CLIENT_SECRET } };
   try {
     if (synapse) {
@@ -139,12 +142,38 @@ async function launchChromium() {
 
 const shot = (page, name) => page.screenshot({ path: join(ARTIFACTS, `upstream-${name}.png`), fullPage: true });
 
-/** A loopback redirect target for the Matrix client (a native app). */
+/**
+ * A loopback redirect target for the Matrix client (a native app). Its
+ * `/bounce` answers `303 /callback?probe=1` (a Location without a fragment).
+ */
 async function startRedirectTarget() {
   const port = await freePort();
-  const server = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('done'));
+  const server = http.createServer((req, res) => {
+    if (req.url === '/bounce') return res.writeHead(303, { location: '/callback?probe=1' }).end();
+    return res.writeHead(200, { 'content-type': 'text/plain' }).end('done');
+  });
   await new Promise((r) => server.listen(port, '127.0.0.1', r));
-  return { uri: `http://127.0.0.1:${port}/callback`, close: () => new Promise((r) => server.close(r)) };
+  return {
+    uri: `http://127.0.0.1:${port}/callback`,
+    bounce: `http://127.0.0.1:${port}/bounce`,
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+/**
+ * Every document request of `page`'s tab, redirect hops included, with the
+ * fragment the browser holds for it: Playwright's request URLs drop the
+ * fragment (it never goes over the wire), the DevTools protocol reports it
+ * as `urlFragment`.
+ */
+async function recordHops(page) {
+  const cdp = await page.context().newCDPSession(page);
+  const hops = [];
+  cdp.on('Network.requestWillBeSent', (e) => {
+    if (e.type === 'Document') hops.push({ url: e.request.url + (e.request.urlFragment ?? ''), method: e.request.method });
+  });
+  await cdp.send('Network.enable');
+  return hops;
 }
 
 /**
@@ -351,6 +380,140 @@ async function firstLogin(engine, { more = false } = {}) {
 
 test('upstream login with the seed provider: register from claims, second login, no takeover (SQLite)', { skip }, () => firstLogin('sqlite', { more: true }));
 test('upstream login with the seed provider: register from claims (PostgreSQL)', { skip }, () => firstLogin('postgres'));
+
+// S18 / RFC 9700 §4.1.3: a browser re-attaches the current URL's fragment to
+// a redirect whose Location has none (RFC 9110 §10.2.2), so a fragment the
+// IdP puts on its authorization response (`#_=_`, as Facebook does) would
+// ride along our redirects to the Matrix client's redirect_uri, where it
+// could be mistaken for (or clobber) a fragment-mode response. Our
+// Locations end with `#` (an empty fragment) to stop it. Proven in
+// Chromium, with the client on response_mode=query.
+async function upstreamFragment(engine) {
+  const FRAGMENT = '_=_';
+  const stack = await startUpstreamStack({ engine, callbackFragment: FRAGMENT });
+  const { server, idp } = stack;
+  const dir = mkdtempSync(join(tmpdir(), 'vestibule-e2e-fragment-'));
+  const target = await startRedirectTarget();
+  const browser = await launchChromium();
+  try {
+    const dana = USERS.dana;
+    // Dana's account is already linked to her IdP subject: the link page
+    // only redirects (no registration form in the chain).
+    const csv = join(dir, 'users.csv');
+    writeFileSync(csv, `localpart,email,displayname,provider_id,subject,tenant_id\ndana,${dana.email},${dana.name},${PROVIDER_ID},${dana.sub},${dana.tenant_id}\n`);
+    assert.match(server.cli(['manage', 'import-users', csv]), /1 created/);
+
+    const ours = (u) => u.startsWith(server.issuer);
+    const atCallback = (h) => ours(h.url) && new URL(h.url).pathname.startsWith('/upstream/callback/');
+    const carries = (u) => u.includes(FRAGMENT);
+    /** The hops from our callback on; asserts the callback carried the IdP's fragment. */
+    const afterCallback = (hops) => {
+      const i = hops.findIndex(atCallback);
+      assert.ok(i >= 0, `the browser went through our callback: ${JSON.stringify(hops)}`);
+      assert.equal(new URL(hops[i].url).hash, `#${FRAGMENT}`, 'the IdP redirected to our callback with its fragment');
+      return hops.slice(i + 1);
+    };
+
+    // The premise, in this Chromium: a fragment survives a redirect whose
+    // Location has none.
+    const probe = await browser.newContext();
+    const probePage = await probe.newPage();
+    await probePage.goto(`${target.bounce}#${FRAGMENT}`);
+    assert.equal(probePage.url(), `${target.uri}?probe=1#${FRAGMENT}`, 'Chromium re-attaches the fragment (RFC 9110 §10.2.2)');
+    await probe.close();
+
+    const metadata = await (await fetch(new URL('.well-known/openid-configuration', server.issuer))).json();
+    const clientId = await OAuth2.registerClient(metadata, {
+      client_name: 'Element (fragment e2e)',
+      client_uri: 'https://app.element.example/',
+      redirect_uris: [target.uri],
+      application_type: 'native',
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+    });
+    /** The client's redirect target: its query, and no trace of the fragment. */
+    const landed = (url, state) => {
+      assert.ok(url.startsWith(target.uri), `at the client's redirect_uri: ${url}`);
+      assert.ok(!carries(url), `the IdP's fragment did not reach the client: ${url}`);
+      const u = new URL(url);
+      assert.equal(u.hash, '', `no fragment at the client: ${url}`);
+      assert.equal(u.searchParams.get('state'), state, 'state in the query (response_mode=query)');
+      assert.equal(u.searchParams.get('iss'), server.issuer, 'iss in the query (RFC 9207)');
+      return u.searchParams;
+    };
+
+    // 1. Sign in through the IdP and allow: the code comes back in the
+    // query; nothing after our callback saw the IdP's fragment.
+    const oauth = new OAuth2(metadata, { clientId, deviceId: 'FRAGMENTDEV1' });
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    let hops = await recordHops(page);
+    const committed = [];
+    page.on('framenavigated', (f) => { if (f === page.mainFrame()) committed.push(f.url()); });
+    const state1 = randomBytes(8).toString('hex');
+    const authUrl = await oauth.generateAuthorizationCodeGrantUrl(state1, target.uri, 'query');
+    const signedIn = await signInAtIdp(page, { startUrl: authUrl, idp, login: dana.sub });
+    signedIn.done();
+    assert.ok(signedIn.linkStatuses.length > 0 && signedIn.linkStatuses.every((s) => s === 303), `the link page only redirected: ${signedIn.linkStatuses}`);
+    const back = await approveConsent(page, target.uri, `${engine}-fragment-consent`);
+    let after = afterCallback(hops);
+    for (const h of after) assert.ok(!carries(h.url), `no hop after our callback carries the IdP's fragment: ${h.method} ${h.url}`);
+    const consentPage = committed.find((u) => ours(u) && new URL(u).pathname.startsWith('/consent/'));
+    assert.ok(consentPage && !carries(consentPage), `our consent page without the fragment: ${consentPage}`);
+    const code = landed(back, state1).get('code');
+    assert.ok(code, 'a code in the query');
+    const tokens = await oauth.completeAuthorizationCodeGrant(code, target.uri);
+    assert.ok(tokens.access_token.startsWith('mat_'), 'the code is good');
+    const who = await sdk.createClient({ baseUrl: stack.synapse.url, accessToken: tokens.access_token }).whoami();
+    assert.equal(who.user_id, `@${dana.preferred_username}:localhost`);
+
+    // 2. Redirects only from the IdP to the client: a request for the
+    // admin scope, which Dana may not have, is refused by our consent page
+    // without a form (an `access_denied` redirect). No form POST on our
+    // side drops the inherited fragment on the way.
+    const context2 = await browser.newContext();
+    const page2 = await context2.newPage();
+    hops = await recordHops(page2);
+    const oauth2 = new OAuth2(metadata, { clientId, deviceId: 'FRAGMENTDEV2' });
+    const state2 = randomBytes(8).toString('hex');
+    const adminUrl = await oauth2.generateAuthorizationCodeGrantUrl(state2, target.uri, 'query', undefined,
+      'openid urn:matrix:client:api:* urn:matrix:client:device:FRAGMENTDEV2 urn:synapse:admin:*');
+    await signInAtIdp(page2, { startUrl: adminUrl, idp, login: dana.sub });
+    after = afterCallback(hops);
+    assert.ok(after.length >= 2 && after.every((h) => h.method === 'GET'), `only redirects after our callback: ${JSON.stringify(after)}`);
+    for (const h of after) assert.ok(!carries(h.url), `no hop after our callback carries the IdP's fragment: ${h.method} ${h.url}`);
+    assert.equal(landed(page2.url(), state2).get('error'), 'access_denied');
+    await context2.close();
+
+    // 3. The client's own Location ends with `#` too, whatever fragment the
+    // browser holds: Dana is signed in here and has allowed this client, so
+    // `prompt=none` answers with a code at once (one redirect), here from an
+    // authorization URL that carries `#_=_`.
+    hops = await recordHops(page);
+    const oauth3 = new OAuth2(metadata, { clientId, deviceId: 'FRAGMENTDEV3' });
+    const state3 = randomBytes(8).toString('hex');
+    const silentUrl = await oauth3.generateAuthorizationCodeGrantUrl(state3, target.uri, 'query', 'none');
+    await page.goto(`${silentUrl}#${FRAGMENT}`);
+    assert.equal(new URL(hops[0].url).hash, `#${FRAGMENT}`, `the authorization request held the fragment: ${hops[0].url}`);
+    assert.equal(hops.length, 2, `one redirect, to the client: ${JSON.stringify(hops)}`);
+    const silent = landed(page.url(), state3);
+    assert.equal(silent.get('error'), null, `no error: ${page.url()}`);
+    await oauth3.completeAuthorizationCodeGrant(silent.get('code'), target.uri);
+    await context.close();
+  } catch (e) {
+    console.error(stack.logs());
+    throw e;
+  } finally {
+    await browser.close();
+    await target.close();
+    await stack.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("the IdP's own URL fragment never reaches the client's redirect_uri (SQLite)", { skip }, () => upstreamFragment('sqlite'));
+test("the IdP's own URL fragment never reaches the client's redirect_uri (PostgreSQL)", { skip }, () => upstreamFragment('postgres'));
 
 // Done-when 3: an ID token with only `sub`.
 test('claims only at userinfo: fetch_userinfo imports them, without it the required localpart refuses', async () => {
