@@ -516,9 +516,11 @@ test("the IdP's own URL fragment never reaches the client's redirect_uri (SQLite
 test("the IdP's own URL fragment never reaches the client's redirect_uri (PostgreSQL)", { skip }, () => upstreamFragment('postgres'));
 
 // Done-when 3: an ID token with only `sub`.
-test('claims only at userinfo: fetch_userinfo imports them, without it the required localpart refuses', async () => {
+// The registration page asks the homeserver whether the localpart is free
+// (is_localpart_available), so the registering stack has real Synapse.
+test('claims only at userinfo: fetch_userinfo imports them, without it the required localpart refuses', { skip }, async () => {
   const browser = await launchChromium();
-  const withUserinfo = await startUpstreamStack({ synapse: false, idTokenClaims: false, addLines: ['fetch_userinfo: true'] });
+  const withUserinfo = await startUpstreamStack({ idTokenClaims: false, addLines: ['fetch_userinfo: true'] });
   const seedAsIs = await startUpstreamStack({ synapse: false, idTokenClaims: false });
   try {
     const dana = USERS.dana;
