@@ -54,6 +54,9 @@ impl Engine {
     }
 }
 
+/// How long [`SqlStorage::close`] waits for connections in use.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Pool settings (from the `database` config section).
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -171,10 +174,23 @@ impl SqlStorage {
         migrate::schema_columns(&self.pool).await
     }
 
+    /// Closes the pool: idle connections at once, then waits for those in
+    /// use to come back, for at most [`CLOSE_TIMEOUT`]. A connection that
+    /// never comes back (a transaction leaked by a task, or a lost wake-up
+    /// inside the pool) must not hang shutdown or a test's cleanup; it is
+    /// dropped with the process (or the test's database) instead.
     pub async fn close(&self) {
-        match &self.pool {
-            Pool::Sqlite(p) => p.close().await,
-            Pool::Postgres(p) => p.close().await,
+        let closing = async {
+            match &self.pool {
+                Pool::Sqlite(p) => p.close().await,
+                Pool::Postgres(p) => p.close().await,
+            }
+        };
+        if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
+            tracing::warn!(
+                timeout = ?CLOSE_TIMEOUT,
+                "the database pool did not close in time: connections still in use are abandoned"
+            );
         }
     }
 }

@@ -232,6 +232,7 @@ async fn revoking_an_access_token_ends_the_session() {
         .await
         .unwrap()
         .unwrap();
+    repo.cancel().await.unwrap();
     assert!(session.finished_at.is_some());
 
     // Revoking by refresh token works the same way.
