@@ -63,7 +63,18 @@ pub struct PoolSettings {
     pub max_connections: u32,
     pub min_connections: u32,
     pub connect_timeout: Duration,
+    /// Setting this or `max_lifetime` starts sqlx's pool reaper task.
+    /// Known upstream bug (transact-rs/sqlx#3645, fixed by PR #4289, in no
+    /// release up to and including sqlx 0.9.0): `PoolInner::release` makes a
+    /// returned connection acquirable before it increments `num_idle`, so a
+    /// concurrent acquire can wrap `num_idle` to `usize::MAX`; a reaper pass
+    /// that reads it then loops with no await, pinning a runtime worker at
+    /// 100% CPU; closing the pool or shutting the runtime down can then hang
+    /// ([`CLOSE_TIMEOUT`] cannot interrupt a task that never yields). It is
+    /// rare; the production defaults (600 s / 1800 s) keep the reaper on,
+    /// the test databases (`Default`) do not. Recheck when upgrading sqlx.
     pub idle_timeout: Option<Duration>,
+    /// Also starts the reaper; see `idle_timeout`.
     pub max_lifetime: Option<Duration>,
 }
 
