@@ -74,7 +74,13 @@ step "cargo test (unit, conformance on SQLite + PostgreSQL, HTTP, real Synapse, 
 # PostgreSQL); it is built first and passed in.
 cargo build --locked --bin vestibule
 export VESTIBULE_BIN="$CARGO_TARGET_DIR/debug/vestibule"
-cargo test --workspace --locked --no-fail-fast
+# cargo-nextest (on this kind of machine) runs each test in its own process
+# and kills one that hangs (.config/nextest.toml); plain cargo test otherwise.
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
 
 step "end-to-end: third-party clients against a running vestibule (openid-client, headless Chromium)"
 cargo build --locked --bin vestibule
