@@ -1,6 +1,6 @@
 //! The token endpoint's grants (RFC 6749 §4.1.3, §4.4, §6).
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use vestibule_domain::{
     Clock,
     browser_session::BrowserSession,
@@ -54,10 +54,12 @@ pub struct TokenContext<'a> {
     pub keystore: &'a Keystore,
     /// The issuer, byte for byte as in the discovery document.
     pub issuer: &'a str,
-    /// When the request arrived, before it waited for the database. A
-    /// refresh token consumed at or after this instant was consumed by a
-    /// request running at the same time: that is a race, not a retry.
-    pub received_at: DateTime<Utc>,
+    /// Whether the presented refresh token was unconsumed when this request
+    /// first read it ([`refresh_token_unconsumed`], as soon as the request
+    /// arrived). If the exchange then finds it consumed, a request running
+    /// at the same time consumed it in between: a race this request lost,
+    /// not a retry, whatever the instances' clocks say.
+    pub refresh_token_was_unconsumed: bool,
 }
 
 /// A successful exchange (RFC 6749 §5.1).
@@ -366,6 +368,36 @@ pub async fn device_to_provision(
         provisioning::device_of_session(repo, &session, &user, client.client_name.as_deref())
             .await?,
     )
+}
+
+/// Whether the request presents a refresh token that exists and is not
+/// consumed yet, read-only. The token endpoint asks this first, before
+/// client authentication and before waiting for the write transaction, so
+/// that the exchange can tell a race (the token was consumed after this
+/// read: one winner, RFC 9700 §4.14.2) from a lost-response retry (it was
+/// already consumed when the request arrived) by what the database showed,
+/// not by comparing instants from two instances' clocks. Unknown or
+/// malformed tokens, and other grants, are `false`: the exchange refuses
+/// them on its own.
+pub async fn refresh_token_unconsumed(
+    repo: &mut BoxRepository,
+    format: &TokenFormat,
+    params: &TokenParams,
+) -> Result<bool, StorageError> {
+    if params.grant_type.as_deref() != Some(GRANT_REFRESH_TOKEN) {
+        return Ok(false);
+    }
+    let Some(presented) = params.refresh_token.as_deref() else {
+        return Ok(false);
+    };
+    if format.verify(presented) != Ok(vestibule_domain::token_format::TokenType::RefreshToken) {
+        return Ok(false);
+    }
+    Ok(repo
+        .oauth2_refresh_tokens()
+        .find_by_hash(&token_hash(presented))
+        .await?
+        .is_some_and(|t| t.consumed_at.is_none()))
 }
 
 /// The session and user of a refresh token that would get new tokens (not
@@ -797,7 +829,7 @@ async fn refresh_token(
     }
     let scope = narrowed_scope(&session, params.scope.as_deref())?;
     if let Some(consumed_at) = token.consumed_at {
-        if consumed_at >= ctx.received_at {
+        if ctx.refresh_token_was_unconsumed {
             // Consumed by a request that ran at the same time as this one:
             // the other request won the race (RFC 9700 §4.14.2 one winner).
             return Err(TokenError::InvalidGrant(

@@ -3,12 +3,13 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{
-        Mutex, MutexGuard,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, Ordering},
     },
 };
 
 use async_trait::async_trait;
+use tokio::sync::{Semaphore, watch};
 
 use super::{
     DeviceOutcome, FieldAction, Homeserver, HomeserverError, HomeserverUser, ProvisionOutcome,
@@ -55,6 +56,11 @@ pub struct MockHomeserver {
     down: AtomicBool,
     answer: Mutex<Option<HomeserverError>>,
     inner: Mutex<Inner>,
+    /// Set by [`MockHomeserver::hold_device_upserts`]: `upsert_device`
+    /// calls queue here, first come first served, one per permit.
+    device_gate: Mutex<Option<Arc<Semaphore>>>,
+    /// How many `upsert_device` calls are queued at the gate.
+    queued: watch::Sender<usize>,
 }
 
 impl MockHomeserver {
@@ -64,6 +70,50 @@ impl MockHomeserver {
             down: AtomicBool::new(false),
             answer: Mutex::new(None),
             inner: Mutex::new(Inner::default()),
+            device_gate: Mutex::new(None),
+            queued: watch::Sender::new(0),
+        }
+    }
+
+    /// Makes `upsert_device` calls wait until [`Self::pass_device_upserts`]
+    /// lets them through (in the order they came) or
+    /// [`Self::release_device_upserts`]. The token endpoint makes this call
+    /// after its read-only checks and before its write transaction, so a
+    /// test can line concurrent token requests up at that point.
+    pub fn hold_device_upserts(&self) {
+        *self
+            .device_gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(Semaphore::new(0)));
+    }
+
+    /// Waits until `n` `upsert_device` calls are queued at the gate.
+    pub async fn device_upserts_queued(&self, n: usize) {
+        let mut queued = self.queued.subscribe();
+        // The sender lives as long as `self`.
+        let _ = queued.wait_for(|q| *q >= n).await;
+    }
+
+    /// Lets the next `n` queued (or future) `upsert_device` calls through.
+    pub fn pass_device_upserts(&self, n: usize) {
+        if let Some(gate) = &*self
+            .device_gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            gate.add_permits(n);
+        }
+    }
+
+    /// Ends the hold: every queued and future `upsert_device` call goes on.
+    pub fn release_device_upserts(&self) {
+        if let Some(gate) = self
+            .device_gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            gate.close();
         }
     }
 
@@ -311,6 +361,19 @@ impl Homeserver for MockHomeserver {
         device_id: &str,
         display_name: Option<&str>,
     ) -> Result<DeviceOutcome, HomeserverError> {
+        let gate = self
+            .device_gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(gate) = gate {
+            self.queued.send_modify(|q| *q += 1);
+            // A closed gate (released) lets everyone through.
+            if let Ok(permit) = gate.acquire().await {
+                permit.forget();
+            }
+            self.queued.send_modify(|q| *q -= 1);
+        }
         let mut inner = self.enter("upsert_device", localpart)?;
         if !inner.users.contains_key(localpart) {
             if let Some(user) = inner.after_miss.remove(localpart) {

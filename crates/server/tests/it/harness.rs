@@ -64,10 +64,16 @@ impl TestApp {
     /// must differ from this app's 42, or both would mint the same ids and
     /// tokens, which OS randomness never does).
     pub fn twin(&self, db: TestDatabase, seed: u64) -> Self {
+        self.twin_with_clock(db, seed, self.clock.clone())
+    }
+
+    /// Like [`TestApp::twin`], with its own clock (replicas whose clocks
+    /// disagree).
+    pub fn twin_with_clock(&self, db: TestDatabase, seed: u64, clock: Arc<MockClock>) -> Self {
         assert_ne!(seed, 42, "the twin needs its own randomness");
         let state = AppState::new(
             Arc::new(db.storage.clone()),
-            self.clock.clone(),
+            clock.clone(),
             RngSource::seeded(seed),
             (*self.state.keystore).clone(),
             self.state.encrypter.clone(),
@@ -76,11 +82,7 @@ impl TestApp {
             self.state.homeserver.clone(),
         )
         .expect("state");
-        Self {
-            state,
-            db,
-            clock: self.clock.clone(),
-        }
+        Self { state, db, clock }
     }
 
     pub fn router(&self, resources: &Resources, prefix: Option<&str>) -> Router {

@@ -91,9 +91,15 @@ async fn replay_after_the_successor_was_rotated_ends_the_session() {
     fx.cleanup().await;
 }
 
-async fn parallel_refreshes(fx: Fx) {
+/// RFC 9700 §4.14.2: two requests with one refresh token, both having read
+/// it unconsumed before either writes (the homeserver holds each at its
+/// device upsert, between the read-only checks and the write transaction,
+/// until both are there): exactly one gets new tokens.
+async fn parallel_refreshes(mut fx: Fx) {
+    let hs = fx.reachable_homeserver();
     let (client, first) = logged_in(&fx).await;
     let rt1 = str_of(&first, "refresh_token").to_owned();
+    hs.hold_device_upserts();
     let mut tasks = Vec::new();
     for _ in 0..2 {
         let app = fx.app.clone();
@@ -113,6 +119,8 @@ async fn parallel_refreshes(fx: Fx) {
             (status, body_json(res).await)
         }));
     }
+    hs.device_upserts_queued(2).await;
+    hs.release_device_upserts();
     let mut winners = Vec::new();
     for t in tasks {
         let (status, body) = t.await.unwrap();

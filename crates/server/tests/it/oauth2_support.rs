@@ -2,6 +2,8 @@
 //! sessions, sessions and fulfilled grants made directly through the
 //! repositories, and request helpers.
 
+use std::sync::Arc;
+
 use axum::{
     Router,
     body::Body,
@@ -18,7 +20,7 @@ use vestibule_domain::{
     tokens::token_hash,
     user::User,
 };
-use vestibule_server::Resources;
+use vestibule_server::{Resources, homeserver::MockHomeserver};
 use vestibule_storage::oauth2::{ClientParams, NewAuthorizationGrant};
 use vestibule_storage_sql::testing::TestDatabase;
 
@@ -89,6 +91,15 @@ impl Fx {
 
     pub async fn cleanup(self) {
         self.t.db.cleanup().await;
+    }
+
+    /// Gives the state a fresh mock homeserver the test can reach (to hold
+    /// token requests at their device upsert), and rebuilds the router.
+    pub fn reachable_homeserver(&mut self) -> Arc<MockHomeserver> {
+        let hs = Arc::new(MockHomeserver::new("example.org"));
+        self.t.state.homeserver = hs.clone();
+        self.app = self.t.router(&Resources::all(), None);
+        hs
     }
 
     pub fn advance(&self, seconds: i64) {

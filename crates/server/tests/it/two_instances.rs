@@ -13,7 +13,7 @@ use axum::{
     http::{Request, StatusCode, header},
 };
 use serde_json::{Value, json};
-use vestibule_domain::{Ulid, job::JobStatus, oauth2::Client, tokens::token_hash};
+use vestibule_domain::{MockClock, Ulid, job::JobStatus, oauth2::Client, tokens::token_hash};
 use vestibule_server::{
     Resources,
     homeserver::MockHomeserver,
@@ -31,17 +31,34 @@ use crate::{
 struct Twins {
     a: Fx,
     b: Fx,
+    /// The homeserver behind both.
+    hs: Arc<MockHomeserver>,
 }
 
 impl Twins {
+    /// A and B share one clock.
     async fn on(db: TestDatabase) -> Self {
+        Self::skewed(db, None).await
+    }
+
+    /// With `skew`, B has its own clock, that many seconds ahead of A's
+    /// (behind when negative); time then moves separately on each.
+    async fn skewed(db: TestDatabase, skew: Option<i64>) -> Self {
         let second = db.reopen().await.expect("a second pool on the database");
-        let a = Fx::on(db, |_| {});
-        let t = a.t.twin(second, 43);
+        let mut a = Fx::on(db, |_| {});
+        let hs = a.reachable_homeserver();
+        let t = match skew {
+            None => a.t.twin(second, 43),
+            Some(seconds) => {
+                let clock = MockClock::at(a.t.clock.now() + chrono::Duration::seconds(seconds));
+                a.t.twin_with_clock(second, 43, Arc::new(clock))
+            }
+        };
         let app = t.router(&Resources::all(), None);
         Self {
             a,
             b: Fx { t, app },
+            hs,
         }
     }
 
@@ -190,7 +207,10 @@ on_both_engines!(
 // --- 2. Refresh token rotation: one winner across instances --------------
 
 /// RFC 9700 §4.14.2: one refresh token, presented to A and B at the same
-/// moment, rotates once. Several rounds, so both instances get to win.
+/// moment, rotates once. Both requests read it unconsumed before either
+/// writes (the homeserver holds them at their device upsert until both are
+/// there), then race for the write. Several rounds, so both instances get
+/// to win.
 async fn parallel_refresh_across_instances(db: TestDatabase) {
     let tw = Twins::on(db).await;
     let client = tw.a.public_client().await;
@@ -208,11 +228,17 @@ async fn parallel_refresh_across_instances(db: TestDatabase) {
             ("refresh_token", rt1),
             ("client_id", &client.client_id),
         ]);
-        let results = race(
-            vec![tw.a.app.clone(), tw.b.app.clone()],
-            vec![form.clone(), form],
-        )
-        .await;
+        tw.hs.hold_device_upserts();
+        let tasks = [
+            spawn_token_request(tw.a.app.clone(), form.clone()),
+            spawn_token_request(tw.b.app.clone(), form),
+        ];
+        tw.hs.device_upserts_queued(2).await;
+        tw.hs.release_device_upserts();
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
         let mut winners = Vec::new();
         for (i, (status, body)) in results.into_iter().enumerate() {
             if status == StatusCode::OK {
@@ -265,6 +291,173 @@ on_both_engines!(
     one_refresh_token_raced_on_two_instances_rotates_once_sqlite,
     one_refresh_token_raced_on_two_instances_rotates_once_postgres,
     parallel_refresh_across_instances
+);
+
+/// Sends one token request to `app` in a task of its own.
+fn spawn_token_request(
+    app: Router,
+    form: Vec<(String, String)>,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    tokio::spawn(async move {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let res = send(&app, form_request("/oauth2/token", &form)).await;
+        let status = res.status();
+        (status, body_json(res).await)
+    })
+}
+
+/// `rt` is consumed and rotated to `next`, and to nothing else.
+async fn assert_rotated_to(fx: &Fx, rt: &str, next: &str) {
+    let mut repo = fx.t.state.repos.read().await.unwrap();
+    let mut tokens = repo.oauth2_refresh_tokens();
+    let old = tokens.find_by_hash(&token_hash(rt)).await.unwrap().unwrap();
+    let new = tokens
+        .find_by_hash(&token_hash(next))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        old.consumed_at.is_some(),
+        "the old refresh token is consumed"
+    );
+    assert_eq!(old.next_refresh_token_id, Some(new.id));
+}
+
+/// RFC 9700 §4.14.2 on replicas whose clocks disagree (B `skew` seconds
+/// ahead of A). Both requests read the refresh token while it is unused
+/// (the homeserver holds them after their read-only checks); then one
+/// rotates it and answers, and only then does the other reach its write
+/// transaction and find the token consumed. That one lost a race, however
+/// the two clocks order "consumed" and "arrived": `invalid_grant`, and the
+/// session and the winner's pair live on. Each instance wins once, so in
+/// one of the two rounds the winner's clock is behind the loser's (the
+/// order in which comparing the two instants takes the race for a
+/// lost-response retry and answers both).
+async fn race_on_skewed_instances(db: TestDatabase, skew: i64) {
+    let tw = Twins::skewed(db, Some(skew)).await;
+    let client = tw.a.public_client().await;
+    for (winner, loser) in [(&tw.a, &tw.b), (&tw.b, &tw.a)] {
+        let g = tw.a.grant_for(&client, None, GrantOpts::default()).await;
+        let first = tw.a.exchange_ok(&client, &g.code).await;
+        let rt1 = str_of(&first, "refresh_token");
+        let form = owned(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt1),
+            ("client_id", &client.client_id),
+        ]);
+        tw.hs.hold_device_upserts();
+        let won = spawn_token_request(winner.app.clone(), form.clone());
+        tw.hs.device_upserts_queued(1).await;
+        let lost = spawn_token_request(loser.app.clone(), form);
+        tw.hs.device_upserts_queued(2).await;
+        // Both have read RT1 unconsumed; the first goes on and rotates it.
+        tw.hs.pass_device_upserts(1);
+        let (status, won) = won.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{won}");
+        tw.hs.pass_device_upserts(1);
+        let (status, lost) = lost.await.unwrap();
+        tw.hs.release_device_upserts();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "skew {skew} s: {lost}");
+        assert_eq!(lost["error"], "invalid_grant", "{lost}");
+        let (at2, rt2) = (str_of(&won, "access_token"), str_of(&won, "refresh_token"));
+        assert_rotated_to(&tw.a, rt1, rt2).await;
+        for fx in [&tw.a, &tw.b] {
+            assert!(
+                fx.is_active(at2).await,
+                "the winner's access token is valid"
+            );
+            assert!(
+                fx.is_active(rt2).await,
+                "the winner's refresh token is valid"
+            );
+        }
+        let res = loser.refresh(&client, rt2).await;
+        assert_eq!(res.status(), StatusCode::OK, "{}", body_json(res).await);
+    }
+    tw.cleanup().await;
+}
+
+async fn race_with_b_5_seconds_ahead(db: TestDatabase) {
+    race_on_skewed_instances(db, 5).await;
+}
+
+async fn race_with_b_5_seconds_behind(db: TestDatabase) {
+    race_on_skewed_instances(db, -5).await;
+}
+
+on_both_engines!(
+    a_race_on_instances_with_b_5_s_ahead_has_one_winner_sqlite,
+    a_race_on_instances_with_b_5_s_ahead_has_one_winner_postgres,
+    race_with_b_5_seconds_ahead
+);
+
+on_both_engines!(
+    a_race_on_instances_with_b_5_s_behind_has_one_winner_sqlite,
+    a_race_on_instances_with_b_5_s_behind_has_one_winner_postgres,
+    race_with_b_5_seconds_behind
+);
+
+/// A lost-response retry on replicas whose clocks disagree (B `skew`
+/// seconds ahead of A): the client refreshes on one instance, never gets
+/// the answer, and at once presents the same refresh token again, which
+/// the load balancer sends to the other instance. The token was consumed
+/// before the retry arrived, so it is a retry even when the retrying
+/// instance's clock says it arrived before the consumption: one new pair,
+/// the lost pair revoked everywhere; a second retry is a replay and ends
+/// the session (RFC 9700 §4.14.2). Both directions, A then B and B then A.
+async fn retry_on_skewed_instances(db: TestDatabase, skew: i64) {
+    let tw = Twins::skewed(db, Some(skew)).await;
+    let client = tw.a.public_client().await;
+    for (first_fx, retry_fx) in [(&tw.a, &tw.b), (&tw.b, &tw.a)] {
+        let g = tw.a.grant_for(&client, None, GrantOpts::default()).await;
+        let first = tw.a.exchange_ok(&client, &g.code).await;
+        let rt1 = str_of(&first, "refresh_token");
+        let res = first_fx.refresh(&client, rt1).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let lost = body_json(res).await;
+        let res = retry_fx.refresh(&client, rt1).await;
+        let status = res.status();
+        let retry = body_json(res).await;
+        assert_eq!(status, StatusCode::OK, "skew {skew} s: {retry}");
+        let (at3, rt3) = (
+            str_of(&retry, "access_token"),
+            str_of(&retry, "refresh_token"),
+        );
+        for fx in [&tw.a, &tw.b] {
+            assert!(!fx.is_active(str_of(&lost, "access_token")).await);
+            assert!(!fx.is_active(str_of(&lost, "refresh_token")).await);
+            assert!(fx.is_active(at3).await && fx.is_active(rt3).await);
+        }
+        // Once only: the lost successor is now revoked, so presenting RT1
+        // again is a replay, on either instance.
+        let res = first_fx.refresh(&client, rt1).await;
+        assert_error(res, StatusCode::BAD_REQUEST, "invalid_grant").await;
+        for fx in [&tw.a, &tw.b] {
+            assert!(!fx.is_active(at3).await, "the replay ended the session");
+            assert!(!fx.is_active(rt3).await, "the replay ended the session");
+        }
+    }
+    tw.cleanup().await;
+}
+
+async fn retry_with_b_5_seconds_ahead(db: TestDatabase) {
+    retry_on_skewed_instances(db, 5).await;
+}
+
+async fn retry_with_b_5_seconds_behind(db: TestDatabase) {
+    retry_on_skewed_instances(db, -5).await;
+}
+
+on_both_engines!(
+    a_lost_response_retry_on_instances_with_b_5_s_ahead_is_accepted_once_sqlite,
+    a_lost_response_retry_on_instances_with_b_5_s_ahead_is_accepted_once_postgres,
+    retry_with_b_5_seconds_ahead
+);
+
+on_both_engines!(
+    a_lost_response_retry_on_instances_with_b_5_s_behind_is_accepted_once_sqlite,
+    a_lost_response_retry_on_instances_with_b_5_s_behind_is_accepted_once_postgres,
+    retry_with_b_5_seconds_behind
 );
 
 // --- 3. Revocation: visible on the other instance at once ----------------

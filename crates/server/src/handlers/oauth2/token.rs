@@ -18,7 +18,7 @@ use crate::{
         provisioning::{delete_devices, ensure_device},
         token::{
             GRANT_AUTHORIZATION_CODE, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, TokenContext,
-            TokenError, TokenParams, device_to_provision, exchange,
+            TokenError, TokenParams, device_to_provision, exchange, refresh_token_unconsumed,
         },
         tokens::TokenSettings,
     },
@@ -127,17 +127,6 @@ pub async fn post(
     headers: HeaderMap,
     OAuthForm(req): OAuthForm<TokenRequest>,
 ) -> Result<Response, TokenEndpointError> {
-    let received_at = state.clock.now();
-    let (client, _) = super::authenticate_client(&state, &headers, &req.auth).await?;
-    let settings = TokenSettings::from_config(&state.config);
-    let ctx = TokenContext {
-        clock: &*state.clock,
-        format: &state.token_format,
-        settings: &settings,
-        keystore: &state.keystore,
-        issuer: state.urls.issuer().as_str(),
-        received_at,
-    };
     let params = TokenParams {
         grant_type: req.grant_type,
         code: req.code,
@@ -146,6 +135,29 @@ pub async fn post(
         refresh_token: req.refresh_token,
         scope: req.scope,
         device_code: req.device_code,
+    };
+    // First of all, before client authentication (which may wait for the
+    // write lock, for a client assertion's `jti`): was the refresh token
+    // still unconsumed when this request arrived? See
+    // `flows::token::refresh_token_unconsumed`.
+    let refresh_token_was_unconsumed = if params.grant_type.as_deref() == Some(GRANT_REFRESH_TOKEN)
+    {
+        let mut repo = state.repos.read().await?;
+        let unconsumed = refresh_token_unconsumed(&mut repo, &state.token_format, &params).await;
+        drop(repo);
+        unconsumed?
+    } else {
+        false
+    };
+    let (client, _) = super::authenticate_client(&state, &headers, &req.auth).await?;
+    let settings = TokenSettings::from_config(&state.config);
+    let ctx = TokenContext {
+        clock: &*state.clock,
+        format: &state.token_format,
+        settings: &settings,
+        keystore: &state.keystore,
+        issuer: state.urls.issuer().as_str(),
+        refresh_token_was_unconsumed,
     };
     let mut rng = state.rng.rng();
     // The homeserver first (see `flows::token::exchange`): a read-only check
