@@ -8,7 +8,7 @@ use axum::{
     http::{Request, StatusCode, header},
 };
 use serde_json::{Value, json};
-use vestibule_domain::{Ulid, browser_session::BrowserSession};
+use vestibule_domain::{Ulid, browser_session::BrowserSession, compat::CompatSession};
 
 use crate::{
     harness::{body_json, send},
@@ -24,6 +24,31 @@ const FAKE: &str = "01JB00000000000000000000B2";
 async fn browser_session(app: &UpApp, id: Ulid) -> BrowserSession {
     let mut repo = app.t.state.repos.read().await.unwrap();
     repo.browser_sessions().lookup(id).await.unwrap().unwrap()
+}
+
+/// The app with one provider, `FAKE`, backed by `fake` and configured
+/// with `options`, on SQLite.
+async fn fake_app(fake: &Fake, options: &Value) -> UpApp {
+    UpApp::new(
+        sqlite().await,
+        vec![provider(FAKE, &fake.issuer, "rp", options)],
+        None,
+    )
+    .await
+}
+
+async fn compat_session(app: &UpApp, id: Ulid) -> CompatSession {
+    let mut repo = app.t.state.repos.read().await.unwrap();
+    repo.compat_sessions().lookup(id).await.unwrap().unwrap()
+}
+
+/// Provider options: ID tokens signed with ES256 (as `Fake` signs), and
+/// `on_backchannel_logout` set to `mode`.
+fn es256(mode: &str) -> Value {
+    json!({
+        "id_token_signed_response_alg": "ES256",
+        "on_backchannel_logout": mode,
+    })
 }
 
 /// Signing out at the IdP ends the browser session the upstream login
@@ -134,13 +159,7 @@ async fn real_idp_logout(db: vestibule_storage_sql::testing::TestDatabase) {
         browser_session(&app, other.id).await.finished_at.is_none(),
         "a session not started by that upstream login stays"
     );
-    let mut repo = state.repos.read().await.unwrap();
-    let compat = repo
-        .compat_sessions()
-        .lookup(compat.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let compat = compat_session(&app, compat.id).await;
     assert!(
         compat.finished_at.is_some(),
         "logout_all ends client sessions"
@@ -153,7 +172,6 @@ async fn real_idp_logout(db: vestibule_storage_sql::testing::TestDatabase) {
         "{:?}",
         app.hs.calls()
     );
-    drop(repo);
     app.cleanup().await;
 }
 
@@ -192,20 +210,7 @@ async fn post_token(app: &UpApp, token: Option<&str>) -> (StatusCode, Value) {
 #[tokio::test]
 async fn bad_logout_tokens_are_refused() {
     let fake = Fake::start().await;
-    let app = UpApp::new(
-        sqlite().await,
-        vec![provider(
-            FAKE,
-            &fake.issuer,
-            "rp",
-            &json!({
-                "id_token_signed_response_alg": "ES256",
-                "on_backchannel_logout": "logout_browser_only",
-            }),
-        )],
-        None,
-    )
-    .await;
+    let app = fake_app(&fake, &es256("logout_browser_only")).await;
     let now = app.t.clock.now().timestamp();
     let good = json!({
         "iss": fake.issuer, "aud": "rp", "iat": now, "exp": now + 120,
@@ -291,21 +296,7 @@ async fn bad_logout_tokens_are_refused() {
 #[tokio::test]
 async fn a_sid_only_logout_token_ends_that_provider_session() {
     let fake = Fake::start().await;
-    let app = UpApp::new(
-        sqlite().await,
-        vec![provider(
-            FAKE,
-            &fake.issuer,
-            "rp",
-            &json!({
-                "id_token_signed_response_alg": "ES256",
-                "on_backchannel_logout": "logout_browser_only",
-            }),
-        )],
-        None,
-    )
-    .await;
-    let state = &app.t.state;
+    let app = fake_app(&fake, &es256("logout_browser_only")).await;
     let sessions = carol_sessions(&app, &fake, &["op-sid-1", "op-sid-2"]).await;
     let now = app.t.clock.now().timestamp();
     let token = fake.sign_logout(&json!({
@@ -327,15 +318,8 @@ async fn a_sid_only_logout_token_ends_that_provider_session() {
             .is_none(),
         "another provider session of the same user stays"
     );
-    let mut repo = state.repos.read().await.unwrap();
-    let compat = repo
-        .compat_sessions()
-        .lookup(sessions[1].1.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let compat = compat_session(&app, sessions[1].1.id).await;
     assert!(compat.finished_at.is_none(), "logout_browser_only");
-    drop(repo);
     assert!(
         app.hs
             .calls()
@@ -353,18 +337,12 @@ async fn a_sid_only_logout_token_ends_that_provider_session() {
 async fn unsigned_logout_tokens_are_refused_even_with_alg_none() {
     use base64::Engine;
     let fake = Fake::start().await;
-    let app = UpApp::new(
-        sqlite().await,
-        vec![provider(
-            FAKE,
-            &fake.issuer,
-            "rp",
-            &json!({
-                "id_token_signed_response_alg": "none",
-                "on_backchannel_logout": "logout_all",
-            }),
-        )],
-        None,
+    let app = fake_app(
+        &fake,
+        &json!({
+            "id_token_signed_response_alg": "none",
+            "on_backchannel_logout": "logout_all",
+        }),
     )
     .await;
     let now = app.t.clock.now().timestamp();
@@ -396,7 +374,7 @@ async fn carol_sessions(
     app: &UpApp,
     fake: &Fake,
     sids: &[&str],
-) -> Vec<(BrowserSession, vestibule_domain::compat::CompatSession)> {
+) -> Vec<(BrowserSession, CompatSession)> {
     let state = &app.t.state;
     let mut sessions = Vec::new();
     for &sid in sids {
@@ -471,21 +449,9 @@ async fn carol_sessions(
 #[tokio::test]
 async fn with_a_subject_template_only_sid_finds_sessions() {
     let fake = Fake::start().await;
-    let app = UpApp::new(
-        sqlite().await,
-        vec![provider(
-            FAKE,
-            &fake.issuer,
-            "rp",
-            &json!({
-                "id_token_signed_response_alg": "ES256",
-                "on_backchannel_logout": "logout_browser_only",
-                "claims_imports": {"subject": {"template": "t1-{{ user.sub }}"}},
-            }),
-        )],
-        None,
-    )
-    .await;
+    let mut options = es256("logout_browser_only");
+    options["claims_imports"] = json!({"subject": {"template": "t1-{{ user.sub }}"}});
+    let app = fake_app(&fake, &options).await;
     let sessions = carol_sessions(&app, &fake, &["op-sid-1"]).await;
     let bs = sessions[0].0.id;
     let now = app.t.clock.now().timestamp();
@@ -521,20 +487,7 @@ async fn with_a_subject_template_only_sid_finds_sessions() {
 #[tokio::test]
 async fn do_nothing_accepts_a_valid_logout_token_and_ends_nothing() {
     let fake = Fake::start().await;
-    let app = UpApp::new(
-        sqlite().await,
-        vec![provider(
-            FAKE,
-            &fake.issuer,
-            "rp",
-            &json!({
-                "id_token_signed_response_alg": "ES256",
-                "on_backchannel_logout": "do_nothing",
-            }),
-        )],
-        None,
-    )
-    .await;
+    let app = fake_app(&fake, &es256("do_nothing")).await;
     let sessions = carol_sessions(&app, &fake, &["op-sid-1"]).await;
     let now = app.t.clock.now().timestamp();
     let claims = json!({
@@ -552,15 +505,8 @@ async fn do_nothing_accepts_a_valid_logout_token_and_ends_nothing() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (bs, compat) = &sessions[0];
     assert!(browser_session(&app, bs.id).await.finished_at.is_none());
-    let mut repo = app.t.state.repos.read().await.unwrap();
-    let compat = repo
-        .compat_sessions()
-        .lookup(compat.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let compat = compat_session(&app, compat.id).await;
     assert!(compat.finished_at.is_none());
-    drop(repo);
     assert!(
         app.hs
             .calls()

@@ -179,6 +179,20 @@ impl Ux {
         b.jar.insert(name.to_owned(), value.to_owned());
     }
 
+    /// The browser back from the provider: what the callback leaves
+    /// behind (`completed`), the session in `b`'s cookie (`admit`).
+    async fn arrive(
+        &self,
+        b: &mut Browser,
+        claims: Value,
+        user: Option<&User>,
+        then: Option<PostAuthAction>,
+    ) -> (Ulid, UpstreamLink) {
+        let (id, link) = self.completed(claims, user, then).await;
+        self.admit(b, id);
+        (id, link)
+    }
+
     /// A pending grant (the consent page it continues to), started in `b`.
     async fn grant(&self, b: &mut Browser) -> Ulid {
         let client = add_client(&self.t.state, ClientAuthMethod::None, &[REDIRECT]).await;
@@ -236,6 +250,19 @@ fn link_path(id: Ulid) -> String {
     format!("/upstream/link/{id}")
 }
 
+/// Posts the link page's form: `action` with the CSRF token and `fields`.
+async fn submit(
+    b: &mut Browser,
+    id: Ulid,
+    csrf: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> Resp {
+    let mut form = vec![("csrf", csrf), ("action", action)];
+    form.extend_from_slice(fields);
+    b.post(&link_path(id), &form).await
+}
+
 fn assert_page(r: &Resp, status: StatusCode, needle: &str) {
     assert_eq!(r.status, status, "{}", r.body);
     assert!(r.body.contains(needle), "{needle:?} not in {}", r.body);
@@ -255,13 +282,13 @@ async fn existing_link_signs_in_and_continues_to_consent() {
         let mut b = u.browser();
         let grant = u.grant(&mut b).await;
         let (id, _) = u
-            .completed(
+            .arrive(
+                &mut b,
                 alice_claims(),
                 Some(&alice),
                 Some(PostAuthAction::ContinueGrant { id: grant }),
             )
             .await;
-        u.admit(&mut b, id);
         let before = b.clone();
 
         let r = b.get(&link_path(id)).await;
@@ -302,13 +329,13 @@ async fn new_user_registers_from_the_claims() {
         let mut b = u.browser();
         let grant = u.grant(&mut b).await;
         let (id, link) = u
-            .completed(
+            .arrive(
+                &mut b,
                 alice_claims(),
                 None,
                 Some(PostAuthAction::ContinueGrant { id: grant }),
             )
             .await;
-        u.admit(&mut b, id);
 
         let page = b.get(&link_path(id)).await;
         assert_page(&page, StatusCode::OK, "Create your account");
@@ -419,16 +446,10 @@ async fn new_user_registers_from_the_claims() {
 async fn suggestions_can_be_declined() {
     let u = Ux::new(|_| {}).await;
     let mut b = u.browser();
-    let (id, _) = u.completed(alice_claims(), None, None).await;
-    u.admit(&mut b, id);
+    let (id, _) = u.arrive(&mut b, alice_claims(), None, None).await;
     let page = b.get(&link_path(id)).await;
     let csrf = page.csrf();
-    let r = b
-        .post(
-            &link_path(id),
-            &[("csrf", &csrf), ("action", "register"), ("displayname", "")],
-        )
-        .await;
+    let r = submit(&mut b, id, &csrf, "register", &[("displayname", "")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(b.path_of(r.location().unwrap()), "/");
     let alice = u.user("alice").await.unwrap();
@@ -454,8 +475,7 @@ async fn suggested_localpart_is_editable_and_taken_names_are_refused() {
     .await;
     add_user(&u.t.state, "alice", PASSWORD).await;
     let mut b = u.browser();
-    let (id, _) = u.completed(alice_claims(), None, None).await;
-    u.admit(&mut b, id);
+    let (id, _) = u.arrive(&mut b, alice_claims(), None, None).await;
     let page = b.get(&link_path(id)).await;
     assert!(
         page.body.contains(r#"name="username" value="alice""#),
@@ -463,38 +483,11 @@ async fn suggested_localpart_is_editable_and_taken_names_are_refused() {
         page.body
     );
     let csrf = page.csrf();
-    let r = b
-        .post(
-            &link_path(id),
-            &[
-                ("csrf", &csrf),
-                ("action", "register"),
-                ("username", "alice"),
-            ],
-        )
-        .await;
+    let r = submit(&mut b, id, &csrf, "register", &[("username", "alice")]).await;
     assert_page(&r, StatusCode::BAD_REQUEST, "This username is taken");
-    let r = b
-        .post(
-            &link_path(id),
-            &[
-                ("csrf", &csrf),
-                ("action", "register"),
-                ("username", "Bad Name"),
-            ],
-        )
-        .await;
+    let r = submit(&mut b, id, &csrf, "register", &[("username", "Bad Name")]).await;
     assert_page(&r, StatusCode::BAD_REQUEST, "lower-case");
-    let r = b
-        .post(
-            &link_path(id),
-            &[
-                ("csrf", &csrf),
-                ("action", "register"),
-                ("username", "alice2"),
-            ],
-        )
-        .await;
+    let r = submit(&mut b, id, &csrf, "register", &[("username", "alice2")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(u.signed_in_as(&mut b).await.as_deref(), Some("alice2"));
     u.cleanup().await;
@@ -507,23 +500,13 @@ async fn on_conflict_fail_never_takes_over_a_local_account() {
     for db in databases().await {
         let u = Ux::on(db, |_| {}).await;
         let mut b = u.browser();
-        let (id, link) = u.completed(alice_claims(), None, None).await;
-        u.admit(&mut b, id);
+        let (id, link) = u.arrive(&mut b, alice_claims(), None, None).await;
         // The form is shown while the name is free; a local alice appears
         // before the submit, which checks again in its transaction.
         let page = b.get(&link_path(id)).await;
         let csrf = page.csrf();
         let alice = add_user(&u.t.state, "alice", PASSWORD).await;
-        let r = b
-            .post(
-                &link_path(id),
-                &[
-                    ("csrf", &csrf),
-                    ("action", "register"),
-                    ("import_email", "on"),
-                ],
-            )
-            .await;
+        let r = submit(&mut b, id, &csrf, "register", &[("import_email", "on")]).await;
         assert_page(&r, StatusCode::CONFLICT, "belongs to an existing account");
         assert!(r.body.contains("NOT linked"), "{}", r.body);
         assert!(r.body.contains("@alice:example.org"), "{}", r.body);
@@ -569,20 +552,10 @@ async fn on_conflict_add_set_replace() {
             None
         };
         let mut b = u.browser();
-        let (id, link) = u.completed(alice_claims(), None, None).await;
-        u.admit(&mut b, id);
+        let (id, link) = u.arrive(&mut b, alice_claims(), None, None).await;
         let page = b.get(&link_path(id)).await;
         let csrf = page.csrf();
-        let r = b
-            .post(
-                &link_path(id),
-                &[
-                    ("csrf", &csrf),
-                    ("action", "register"),
-                    ("attr.tenant_id", "on"),
-                ],
-            )
-            .await;
+        let r = submit(&mut b, id, &csrf, "register", &[("attr.tenant_id", "on")]).await;
         let ctx = format!("{mode:?} old={with_old_link}");
         let attributes = || async {
             let mut repo = u.t.state.repos.read().await.unwrap();
@@ -629,8 +602,7 @@ async fn required_claim_missing_is_refused() {
         .as_object_mut()
         .unwrap()
         .remove("preferred_username");
-    let (id, _) = u.completed(claims, None, None).await;
-    u.admit(&mut b, id);
+    let (id, _) = u.arrive(&mut b, claims, None, None).await;
     let r = b.get(&link_path(id)).await;
     assert_page(
         &r,
@@ -659,8 +631,7 @@ async fn attribute_requirements_refuse_other_tenants() {
         let mut b = u.browser();
         let mut claims = alice_claims();
         claims["id_token"]["sub"] = json!(format!("sub-{}", user.is_some()));
-        let (id, _) = u.completed(claims, user, None).await;
-        u.admit(&mut b, id);
+        let (id, _) = u.arrive(&mut b, claims, user, None).await;
         let r = b.get(&link_path(id)).await;
         assert_page(
             &r,
@@ -683,8 +654,7 @@ async fn attribute_requirements_refuse_other_tenants() {
     let mut b = u.browser();
     let mut claims = alice_claims();
     claims["userinfo"] = json!({"groups": ["users", "staff"]});
-    let (id, _) = u.completed(claims, None, None).await;
-    u.admit(&mut b, id);
+    let (id, _) = u.arrive(&mut b, claims, None, None).await;
     assert_page(
         &b.get(&link_path(id)).await,
         StatusCode::OK,
@@ -702,8 +672,7 @@ async fn signed_in_user_is_offered_to_link() {
     let mut b = u.browser();
     let r = b.login("bob", PASSWORD, None).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let (id, link) = u.completed(alice_claims(), None, None).await;
-    u.admit(&mut b, id);
+    let (id, link) = u.arrive(&mut b, alice_claims(), None, None).await;
     let page = b.get(&link_path(id)).await;
     assert_page(&page, StatusCode::OK, "Link your OpenMeet account?");
     assert!(page.body.contains("@bob:example.org"), "{}", page.body);
@@ -720,9 +689,7 @@ async fn signed_in_user_is_offered_to_link() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(u.link(link.id).await.user_id, None);
-    let r = b
-        .post(&link_path(id), &[("csrf", &csrf), ("action", "link")])
-        .await;
+    let r = submit(&mut b, id, &csrf, "link", &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(u.link(link.id).await.user_id, Some(bob.id));
     assert_eq!(u.signed_in_as(&mut b).await.as_deref(), Some("bob"));
@@ -752,21 +719,11 @@ async fn linking_an_existing_account_imports_custom_claims() {
         let bob = add_user(&u.t.state, "bob", PASSWORD).await;
         let mut b = u.browser();
         b.login("bob", PASSWORD, None).await;
-        let (id, link) = u.completed(alice_claims(), None, None).await;
-        u.admit(&mut b, id);
+        let (id, link) = u.arrive(&mut b, alice_claims(), None, None).await;
         let page = b.get(&link_path(id)).await;
         assert_page(&page, StatusCode::OK, "Link your OpenMeet account?");
         let csrf = page.csrf();
-        let r = b
-            .post(
-                &link_path(id),
-                &[
-                    ("csrf", &csrf),
-                    ("action", "link"),
-                    ("attr.tenant_id", "on"),
-                ],
-            )
-            .await;
+        let r = submit(&mut b, id, &csrf, "link", &[("attr.tenant_id", "on")]).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
         assert_eq!(u.link(link.id).await.user_id, Some(bob.id));
         assert_eq!(
@@ -791,8 +748,7 @@ async fn linking_an_existing_account_imports_custom_claims() {
         .as_object_mut()
         .unwrap()
         .remove("tenant_id");
-    let (id, link) = u.completed(claims, None, None).await;
-    u.admit(&mut b, id);
+    let (id, link) = u.arrive(&mut b, claims, None, None).await;
     let r = b.get(&link_path(id)).await;
     assert_page(&r, StatusCode::FORBIDDEN, "did not send `tenant_id`");
     assert!(
@@ -801,9 +757,7 @@ async fn linking_an_existing_account_imports_custom_claims() {
         r.body
     );
     let csrf = b.get("/login?switch=1").await.csrf();
-    let r = b
-        .post(&link_path(id), &[("csrf", &csrf), ("action", "link")])
-        .await;
+    let r = submit(&mut b, id, &csrf, "link", &[]).await;
     assert_page(&r, StatusCode::FORBIDDEN, "did not send `tenant_id`");
     assert_eq!(u.link(link.id).await.user_id, None);
     assert!(attributes_of(&u, &bob).await.is_empty());
@@ -839,8 +793,7 @@ async fn sign_in_updates_forced_attributes_only() {
             let mut claims = alice_claims();
             claims["id_token"]["tenant_id"] = json!("globex");
             let mut b = u.browser();
-            let (id, _) = u.completed(claims, Some(&alice), None).await;
-            u.admit(&mut b, id);
+            let (id, _) = u.arrive(&mut b, claims, Some(&alice), None).await;
             let r = b.get(&link_path(id)).await;
             assert_eq!(r.status, StatusCode::SEE_OTHER, "{action:?}: {}", r.body);
             let expected = if action == ImportAction::Suggest {
@@ -880,8 +833,7 @@ async fn homeserver_only_user_is_never_taken_over() {
             let u = Ux::on(db, |p| p.claims_imports.localpart.on_conflict = mode).await;
             u.hs.insert_user("alice", MockUser::default());
             let mut b = u.browser();
-            let (id, link) = u.completed(alice_claims(), None, None).await;
-            u.admit(&mut b, id);
+            let (id, link) = u.arrive(&mut b, alice_claims(), None, None).await;
             let why = if mode == OnConflict::Fail {
                 "belongs to an existing account"
             } else {
@@ -892,16 +844,7 @@ async fn homeserver_only_user_is_never_taken_over() {
             assert!(page.body.contains("NOT linked"), "{mode:?}: {}", page.body);
             assert!(page.body.contains("@alice:example.org"), "{}", page.body);
             let csrf = b.get("/login").await.csrf();
-            let r = b
-                .post(
-                    &link_path(id),
-                    &[
-                        ("csrf", &csrf),
-                        ("action", "register"),
-                        ("import_email", "on"),
-                    ],
-                )
-                .await;
+            let r = submit(&mut b, id, &csrf, "register", &[("import_email", "on")]).await;
             assert_page(&r, StatusCode::CONFLICT, why);
             assert_eq!(u.user_count().await, 0, "{mode:?}");
             assert_eq!(u.link(link.id).await.user_id, None, "{mode:?}");
@@ -931,34 +874,15 @@ async fn typed_name_taken_on_the_homeserver_is_taken() {
         .await;
         u.hs.insert_user("alice", MockUser::default());
         let mut b = u.browser();
-        let (id, _) = u.completed(alice_claims(), None, None).await;
-        u.admit(&mut b, id);
+        let (id, _) = u.arrive(&mut b, alice_claims(), None, None).await;
         let page = b.get(&link_path(id)).await;
         assert_page(&page, StatusCode::OK, "Create your account");
         let csrf = page.csrf();
-        let r = b
-            .post(
-                &link_path(id),
-                &[
-                    ("csrf", &csrf),
-                    ("action", "register"),
-                    ("username", "alice"),
-                ],
-            )
-            .await;
+        let r = submit(&mut b, id, &csrf, "register", &[("username", "alice")]).await;
         assert_page(&r, StatusCode::BAD_REQUEST, "This username is taken");
         assert_eq!(u.user_count().await, 0);
         assert!(pending_jobs(&u.t).await.is_empty());
-        let r = b
-            .post(
-                &link_path(id),
-                &[
-                    ("csrf", &csrf),
-                    ("action", "register"),
-                    ("username", "alice2"),
-                ],
-            )
-            .await;
+        let r = submit(&mut b, id, &csrf, "register", &[("username", "alice2")]).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
         assert_eq!(u.signed_in_as(&mut b).await.as_deref(), Some("alice2"));
         u.cleanup().await;
@@ -973,8 +897,7 @@ async fn homeserver_down_creates_no_account() {
     for db in databases().await {
         let u = Ux::on(db, |_| {}).await;
         let mut b = u.browser();
-        let (id, link) = u.completed(alice_claims(), None, None).await;
-        u.admit(&mut b, id);
+        let (id, link) = u.arrive(&mut b, alice_claims(), None, None).await;
         let page = b.get(&link_path(id)).await;
         assert_page(&page, StatusCode::OK, "Create your account");
         let csrf = page.csrf();
@@ -1010,17 +933,14 @@ async fn mismatch_page_never_switches_silently() {
     add_user(&u.t.state, "bob", PASSWORD).await;
     let mut b = u.browser();
     b.login("bob", PASSWORD, None).await;
-    let (id, _) = u.completed(alice_claims(), Some(&alice), None).await;
-    u.admit(&mut b, id);
+    let (id, _) = u.arrive(&mut b, alice_claims(), Some(&alice), None).await;
     let page = b.get(&link_path(id)).await;
     assert_page(&page, StatusCode::OK, "belongs to someone else");
     assert!(page.body.contains("@alice:example.org"));
     assert!(page.body.contains("@bob:example.org"));
     assert_eq!(u.signed_in_as(&mut b).await.as_deref(), Some("bob"));
     let csrf = page.csrf();
-    let r = b
-        .post(&link_path(id), &[("csrf", &csrf), ("action", "continue")])
-        .await;
+    let r = submit(&mut b, id, &csrf, "continue", &[]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert_eq!(u.signed_in_as(&mut b).await.as_deref(), Some("alice"));
     u.cleanup().await;
@@ -1040,8 +960,7 @@ async fn locked_user_is_refused() {
         repo.save().await.unwrap();
     }
     let mut b = u.browser();
-    let (id, _) = u.completed(alice_claims(), Some(&alice), None).await;
-    u.admit(&mut b, id);
+    let (id, _) = u.arrive(&mut b, alice_claims(), Some(&alice), None).await;
     let r = b.get(&link_path(id)).await;
     assert_page(&r, StatusCode::FORBIDDEN, "locked or deactivated");
     assert_eq!(u.signed_in_as(&mut b).await, None);
@@ -1064,8 +983,7 @@ async fn deactivated_user_is_refused() {
             repo.save().await.unwrap();
         }
         let mut b = u.browser();
-        let (id, _) = u.completed(alice_claims(), Some(&alice), None).await;
-        u.admit(&mut b, id);
+        let (id, _) = u.arrive(&mut b, alice_claims(), Some(&alice), None).await;
         let r = b.get(&link_path(id)).await;
         assert_page(&r, StatusCode::FORBIDDEN, "locked or deactivated");
         let session_cookie = vestibule_server::session::session_cookie_name(&u.t.state);
@@ -1109,9 +1027,7 @@ async fn session_not_started_in_this_browser_is_refused() {
     // POST with a valid CSRF token but no cookie entry: refused too.
     let mut b = u.browser();
     let csrf = b.get("/login").await.csrf();
-    let r = b
-        .post(&link_path(id), &[("csrf", &csrf), ("action", "register")])
-        .await;
+    let r = submit(&mut b, id, &csrf, "register", &[]).await;
     assert_page(&r, StatusCode::BAD_REQUEST, "not valid in this browser");
     assert_eq!(u.link(link.id).await.user_id, None);
     assert_eq!(u.user_count().await, 0);
@@ -1131,8 +1047,7 @@ async fn skip_confirmation_creates_at_once() {
     })
     .await;
     let mut b = u.browser();
-    let (id, _) = u.completed(alice_claims(), None, None).await;
-    u.admit(&mut b, id);
+    let (id, _) = u.arrive(&mut b, alice_claims(), None, None).await;
     let r = b.get(&link_path(id)).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let alice = u.user("alice").await.unwrap();
@@ -1460,8 +1375,7 @@ async fn registration_token_required_refuses_new_accounts() {
     })
     .await;
     let mut b = u.browser();
-    let (id, _) = u.completed(alice_claims(), None, None).await;
-    u.admit(&mut b, id);
+    let (id, _) = u.arrive(&mut b, alice_claims(), None, None).await;
     let r = b.get(&link_path(id)).await;
     assert_page(&r, StatusCode::FORBIDDEN, "registration token");
     assert_eq!(u.user_count().await, 0);
@@ -1469,8 +1383,7 @@ async fn registration_token_required_refuses_new_accounts() {
     let bob = add_user(&u.t.state, "bob", PASSWORD).await;
     let mut claims = alice_claims();
     claims["id_token"]["sub"] = json!("idp-bob");
-    let (id, _) = u.completed(claims, Some(&bob), None).await;
-    u.admit(&mut b, id);
+    let (id, _) = u.arrive(&mut b, claims, Some(&bob), None).await;
     assert_eq!(b.get(&link_path(id)).await.status, StatusCode::SEE_OTHER);
     assert_eq!(u.signed_in_as(&mut b).await.as_deref(), Some("bob"));
     u.cleanup().await;
@@ -1483,8 +1396,7 @@ async fn parallel_submits_create_one_account() {
     for db in databases().await {
         let u = Ux::on(db, |_| {}).await;
         let mut b = u.browser();
-        let (id, _) = u.completed(alice_claims(), None, None).await;
-        u.admit(&mut b, id);
+        let (id, _) = u.arrive(&mut b, alice_claims(), None, None).await;
         let csrf = b.get(&link_path(id)).await.csrf();
         let form = [("csrf", csrf.as_str()), ("action", "register")];
         let mut b2 = b.clone();
