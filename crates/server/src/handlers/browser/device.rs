@@ -24,8 +24,7 @@ use vestibule_domain::{
 use vestibule_storage::{BoxRepository, StorageError};
 
 use super::{
-    PageOpts, check_csrf, client_context, device_consent_path, internal,
-    login::{limited_message, limited_page},
+    PageOpts, check_csrf, client_context, device_consent_path, internal, login::limited_form,
     matrix_id, parse_form, render, see_other,
 };
 use crate::{
@@ -107,16 +106,9 @@ async fn continue_with_code(
         .limits
         .check_device_code_link(state.clock.as_ref(), requester)
     {
-        return limited_page(
-            link_page(
-                state,
-                headers,
-                StatusCode::TOO_MANY_REQUESTS,
-                code,
-                Some(&limited_message(limited)),
-            ),
-            limited,
-        );
+        return limited_form(limited, |status, error| {
+            link_page(state, headers, status, code, Some(error))
+        });
     }
     match pending_by_user_code(state, code).await {
         Ok(Some(grant)) => see_other(state, &device_consent_path(grant.id), &PageOpts::default()),

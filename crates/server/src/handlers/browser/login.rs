@@ -385,6 +385,18 @@ pub async fn post(
         session::session_id(&state, &headers),
     )
     .await;
+    let form_page = |status, error: &str| {
+        login_page(
+            &state,
+            status,
+            &csrf,
+            grant.as_ref(),
+            compat.as_ref(),
+            next.as_deref(),
+            &form.username,
+            Some(error),
+        )
+    };
     match result {
         Ok(logged_in) => {
             let cookie = session::session_cookie(&state, logged_in.session.id);
@@ -395,31 +407,12 @@ pub async fn post(
             see_other(&state, &target, &PageOpts::default().cookie(cookie))
         }
         // One answer for unknown users and wrong passwords (S38).
-        Err(LoginError::InvalidCredentials) => login_page(
-            &state,
-            StatusCode::UNAUTHORIZED,
-            &csrf,
-            grant.as_ref(),
-            compat.as_ref(),
-            next.as_deref(),
-            &form.username,
-            Some("Wrong username or password."),
-        ),
+        Err(LoginError::InvalidCredentials) => {
+            form_page(StatusCode::UNAUTHORIZED, "Wrong username or password.")
+        }
         // The form again, with when to retry; whatever the sign-in
         // continues (grant, SSO login, next) is kept in its hidden fields.
-        Err(LoginError::Limited(limited)) => limited_page(
-            login_page(
-                &state,
-                StatusCode::TOO_MANY_REQUESTS,
-                &csrf,
-                grant.as_ref(),
-                compat.as_ref(),
-                next.as_deref(),
-                &form.username,
-                Some(&limited_message(limited)),
-            ),
-            limited,
-        ),
+        Err(LoginError::Limited(limited)) => limited_form(limited, form_page),
         Err(LoginError::Locked) => error_page(
             &state,
             StatusCode::FORBIDDEN,
@@ -431,14 +424,15 @@ pub async fn post(
     }
 }
 
-/// What a page says to someone who tried too often.
-pub(super) fn limited_message(limited: Limited) -> String {
-    format!("Too many attempts. Try again in {}.", limited.human())
-}
-
-/// A page answering a refused attempt: 429 with `Retry-After` (RFC 6585
-/// §4, RFC 9110 §10.2.3).
-pub(super) fn limited_page(mut page: Response, limited: Limited) -> Response {
+/// The form again after a refused attempt: 429 (RFC 6585 §4) with
+/// `Retry-After` (RFC 9110 §10.2.3), and a message saying when to retry.
+/// `page` renders the form with a status and an error message.
+pub(super) fn limited_form(
+    limited: Limited,
+    page: impl FnOnce(StatusCode, &str) -> Response,
+) -> Response {
+    let message = format!("Too many attempts. Try again in {}.", limited.human());
+    let mut page = page(StatusCode::TOO_MANY_REQUESTS, &message);
     if let Ok(v) = HeaderValue::from_str(&limited.retry_after_secs().to_string()) {
         page.headers_mut().insert(header::RETRY_AFTER, v);
     }

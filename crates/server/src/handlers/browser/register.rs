@@ -17,8 +17,8 @@ use zeroize::Zeroizing;
 use super::{
     PageOpts, check_csrf, error_page, internal,
     login::{
-        PageQuery, limited_message, limited_page, load_compat_sso, load_continuation, load_grant,
-        next_path, password_error,
+        PageQuery, limited_form, load_compat_sso, load_continuation, load_grant, next_path,
+        password_error,
     },
     parse_form, render, see_other, user_agent,
 };
@@ -168,18 +168,19 @@ pub async fn post(
         session::session_id(&state, &headers),
     )
     .await;
-    let refuse = |msg: &str| {
+    let form_page = |status, error: &str| {
         register_page(
             &state,
-            StatusCode::BAD_REQUEST,
+            status,
             &csrf,
             grant.as_ref(),
             compat.as_ref(),
             next.as_deref(),
             &form.username,
-            Some(msg),
+            Some(error),
         )
     };
+    let refuse = |msg: &str| form_page(StatusCode::BAD_REQUEST, msg);
     match result {
         Ok(done) => {
             let cookie = session::session_cookie(&state, done.session.id);
@@ -199,19 +200,7 @@ pub async fn post(
              in a moment.",
             None,
         ),
-        Err(RegisterError::Limited(limited)) => limited_page(
-            register_page(
-                &state,
-                StatusCode::TOO_MANY_REQUESTS,
-                &csrf,
-                grant.as_ref(),
-                compat.as_ref(),
-                next.as_deref(),
-                &form.username,
-                Some(&limited_message(limited)),
-            ),
-            limited,
-        ),
+        Err(RegisterError::Limited(limited)) => limited_form(limited, form_page),
         Err(RegisterError::Policy(p)) => refuse(&p.to_string()),
         Err(RegisterError::Password(e)) => password_error(&state, &e),
         Err(RegisterError::Storage(e)) => internal(&state, &e),
