@@ -138,6 +138,54 @@ pub(crate) fn expect_cas(rows: u64, what: &'static str) -> Result<(), StorageErr
     }
 }
 
+/// A table of single-use token ids (`jti`s) and their expiry, one row per
+/// (owner, jti): client assertions per client, logout tokens per provider.
+pub(crate) struct JtiTable {
+    pub table: &'static str,
+    /// The column naming whose token it is.
+    pub owner: &'static str,
+    /// For the error when the jti was seen before.
+    pub what: &'static str,
+}
+
+/// Records a jti once; a second use is [`StorageError::ConcurrentUpdate`].
+/// `ON CONFLICT DO NOTHING` rather than a unique violation: the PostgreSQL
+/// transaction stays usable, and a parallel insert waits for the first one
+/// to commit, then inserts nothing.
+pub(crate) async fn record_jti(
+    conn: &mut Conn,
+    t: &JtiTable,
+    owner_id: String,
+    jti: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    let sql = format!(
+        "INSERT INTO {table} ({owner}, jti, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT ({owner}, jti) DO NOTHING",
+        table = t.table,
+        owner = t.owner
+    );
+    let rows = execute!(
+        conn,
+        sqlx::query(&sql)
+            .bind(owner_id)
+            .bind(jti)
+            .bind(ms(expires_at))
+    )
+    .db()?;
+    expect_cas(rows, t.what)
+}
+
+/// Deletes the jtis that expired by `now`; how many.
+pub(crate) async fn remove_expired_jtis(
+    conn: &mut Conn,
+    t: &JtiTable,
+    now: DateTime<Utc>,
+) -> Result<u64, StorageError> {
+    let sql = format!("DELETE FROM {} WHERE expires_at <= $1", t.table);
+    execute!(conn, sqlx::query(&sql).bind(ms(now))).db()
+}
+
 pub(crate) fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }

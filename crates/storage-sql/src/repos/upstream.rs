@@ -16,6 +16,13 @@ use vestibule_storage::{
 };
 
 use super::repo_struct;
+
+/// Logout tokens' jtis, single use per provider.
+const LOGOUT_JTIS: crate::conn::JtiTable = crate::conn::JtiTable {
+    table: "upstream_logout_jtis",
+    owner: "provider_id",
+    what: "logout token jti",
+};
 use crate::conn::{
     DbResult, execute, expect_cas, from_ms, ms, opt_from_ms, opt_ulid, run, to_u64, ulid,
 };
@@ -169,29 +176,18 @@ impl UpstreamProviderRepository for SqlUpstreamProviderRepository<'_> {
         jti: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StorageError> {
-        // `ON CONFLICT DO NOTHING` rather than a unique violation: the
-        // PostgreSQL transaction stays usable (as for client assertions).
-        let rows = execute!(
+        crate::conn::record_jti(
             self.conn,
-            sqlx::query(
-                "INSERT INTO upstream_logout_jtis (provider_id, jti, expires_at) \
-                 VALUES ($1, $2, $3) ON CONFLICT (provider_id, jti) DO NOTHING"
-            )
-            .bind(provider.id.to_string())
-            .bind(jti)
-            .bind(ms(expires_at))
+            &LOGOUT_JTIS,
+            provider.id.to_string(),
+            jti,
+            expires_at,
         )
-        .db()?;
-        expect_cas(rows, "logout token jti")
+        .await
     }
 
     async fn remove_expired_logout_jtis(&mut self, clock: &dyn Clock) -> Result<u64, StorageError> {
-        execute!(
-            self.conn,
-            sqlx::query("DELETE FROM upstream_logout_jtis WHERE expires_at <= $1")
-                .bind(ms(clock.now()))
-        )
-        .db()
+        crate::conn::remove_expired_jtis(self.conn, &LOGOUT_JTIS, clock.now()).await
     }
 }
 
